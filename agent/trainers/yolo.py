@@ -1,0 +1,59 @@
+"""Train an Ultralytics YOLO model (YOLOv8/YOLO11) with the framework's own API.
+
+Run by the `ultralytics` recipe's train phase. Offline-safe: with YOLO_OFFLINE=1 nothing is fetched
+(models are built from their yaml, plots are off, a local font stands in for Arial).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+def _prepare_offline(config_dir: Path) -> None:
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
+    font = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics" / "Arial.ttf"
+    if os.environ.get("YOLO_OFFLINE") and not font.exists():
+        import matplotlib
+
+        font.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="yolov8n.yaml (scratch) or yolov8n.pt (pretrained)")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--imgsz", type=int, required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--gpus", type=int, default=1)
+    p.add_argument("--project", required=True)
+    p.add_argument("--name", default="train")
+    p.add_argument("--resume", default="", help="last.pt to resume from")
+    a = p.parse_args(argv)
+
+    _prepare_offline(Path(a.project) / ".ultralytics")
+    import torch
+    from ultralytics import YOLO
+
+    if torch.cuda.is_available():
+        device: str = ",".join(str(i) for i in range(min(a.gpus, torch.cuda.device_count())))
+    else:
+        device = "cpu"
+    if a.resume:
+        YOLO(a.resume).train(resume=True)
+        return 0
+    YOLO(a.model).train(
+        data=a.data, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, device=device,
+        project=a.project, name=a.name, exist_ok=True, workers=0 if device == "cpu" else 8,
+        plots=False, amp=device != "cpu", pretrained=a.model.endswith(".pt"), verbose=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Bootstrap (user data), packaging and template helpers, and the local stack (`infra.local`)."""

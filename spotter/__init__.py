@@ -1,0 +1,1 @@
+"""Spotter's shared core: job spec and status, bus events, catalog, jobs store, configuration."""

@@ -1,0 +1,28 @@
+"""boto3 clients with the project's retry and timeout policy. Endpoints come from configuration
+(AWS_ENDPOINT_URL and friends, which botocore reads), never from code."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+RETRY_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 6},
+    connect_timeout=5,
+    read_timeout=30,
+    tcp_keepalive=True,
+)
+
+
+@functools.cache
+def client(service: str, region: str | None = None) -> Any:
+    """One client per service and region per process; boto3 clients are thread-safe."""
+    return boto3.session.Session().client(service, region_name=region, config=RETRY_CONFIG)
+
+
+def reset_clients() -> None:
+    """Forget cached clients (the local stack calls this when it points the process at a new endpoint)."""
+    client.cache_clear()

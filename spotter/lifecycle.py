@@ -1,0 +1,92 @@
+"""Applies bus events to the jobs store: the one place that decides what an event does to a job.
+
+Deliveries may repeat and arrive out of order; every write below is guarded, so a stale or repeated
+event changes nothing and comes back as `Outcome(changed=False)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spotter.events import (
+    JobCheckpoint,
+    JobError,
+    JobEvent,
+    JobFinished,
+    JobLaunched,
+    JobMetric,
+    JobPhase,
+    JobProgress,
+    JobQueued,
+)
+from spotter.status import JobStatus, forward_path
+from spotter.store import Failure, JobRecord, JobsStore, TransitionError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    record: JobRecord | None
+    changed: bool = False
+    status_changed: bool = False
+    new_best: bool = False
+
+
+def _advance(store: JobsStore, rec: JobRecord, target: JobStatus, attempt: int) -> JobRecord:
+    """Walk the forward path to `target` (e.g. a late Phase event: LAUNCHING → RUNNING → UPLOADING)."""
+    step = {
+        JobStatus.RUNNING: store.mark_running,
+        JobStatus.UPLOADING: store.mark_uploading,
+    }
+    for status in forward_path(rec.status, target):
+        if status in step:
+            rec = step[status](rec.job_id, attempt)
+    return rec
+
+
+def apply(store: JobsStore, event: JobEvent) -> Outcome:
+    try:
+        return _apply(store, event)
+    except TransitionError:
+        return Outcome(store.find(event.job_id))
+
+
+def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
+    rec = store.get(ev.job_id)
+    if isinstance(ev, JobQueued):
+        return Outcome(rec)
+    if isinstance(ev, JobError) and rec.status is JobStatus.FAILED and rec.failure and rec.failure.phase == ev.phase:
+        # The launcher records its own failures before announcing them: the announcement still counts.
+        return Outcome(rec, changed=True, status_changed=True)
+    if rec.attempt != ev.attempt or rec.status.is_terminal():
+        return Outcome(rec)  # an older attempt's straggler, or a job already decided
+    before = rec.status
+    if isinstance(ev, JobLaunched):
+        rec = store.record_launch(ev)
+        return Outcome(rec, changed=True)
+    if isinstance(ev, JobPhase):
+        target = JobStatus.UPLOADING if ev.phase == "upload" else JobStatus.RUNNING
+        rec = _advance(store, rec, target, ev.attempt)
+        if ev.state == "started" or ev.state == "cached":
+            rec = store.record_phase(ev.job_id, ev.attempt, ev.phase) or rec
+        return Outcome(rec, changed=True, status_changed=rec.status != before)
+    if isinstance(ev, JobProgress):
+        rec = _advance(store, rec, JobStatus.RUNNING, ev.attempt)
+        updated = store.record_progress(ev)
+        return Outcome(updated or rec, changed=updated is not None, status_changed=rec.status != before)
+    if isinstance(ev, JobMetric):
+        rec = _advance(store, rec, JobStatus.RUNNING, ev.attempt)
+        updated, new_best = store.record_metric(ev)
+        return Outcome(updated or rec, changed=updated is not None, new_best=new_best)
+    if isinstance(ev, JobCheckpoint):
+        return Outcome(rec)
+    if isinstance(ev, JobError):
+        rec = store.mark_failed(
+            ev.job_id, Failure(phase=ev.phase, kind=ev.kind, message=ev.message, last_lines=ev.last_lines),
+            attempt=ev.attempt,
+        )
+        return Outcome(rec, changed=True, status_changed=True)
+    if isinstance(ev, JobFinished):
+        rec = _advance(store, rec, JobStatus.UPLOADING, ev.attempt)
+        rec = store.mark_succeeded(ev.job_id, ev.attempt, ev.artifacts)
+        return Outcome(rec, changed=True, status_changed=True)
+    return Outcome(rec)

@@ -1,0 +1,376 @@
+"""The jobs store: one DynamoDB table (declared in template.yaml), one guarded update per transition.
+
+Every status change is a conditional update naming the statuses it may leave; if the item is in none
+of them, `TransitionError` says where it was. Progress, metrics and the card's throttle are conditional
+updates too, so concurrent and out-of-order bus deliveries cannot move a job backwards.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from pydantic import BaseModel, ConfigDict, Field
+
+from spotter.aws import client
+from spotter.events import Artifact, JobLaunched, JobMetric, JobProgress
+from spotter.spec import JobSpec
+from spotter.status import ALLOWED_SOURCES, JobStatus
+
+CHANNEL_INDEX = "by-channel"
+METRIC_HISTORY_MAX = 500
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class JobNotFound(StoreError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id}")
+        self.job_id = job_id
+
+
+class DuplicateJob(StoreError):
+    """The same request was recorded before (a replayed or retried Slack request)."""
+
+    def __init__(self, existing: JobRecord) -> None:
+        super().__init__(f"job {existing.job_id} exists")
+        self.existing = existing
+
+
+class TransitionError(StoreError):
+    def __init__(self, job_id: str, current: JobStatus | None, target: JobStatus, why: str = "") -> None:
+        where = current.value if current else "missing"
+        super().__init__(f"job {job_id}: cannot go {where} → {target.value}{why}")
+        self.job_id, self.current, self.target = job_id, current, target
+
+
+class Attempt(BaseModel):
+    number: int
+    instance_id: str | None = None
+    instance_type: str | None = None
+    availability_zone: str | None = None
+    market: str | None = None
+    price_usd_hour: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+class Progress(BaseModel):
+    unit: str
+    current: int
+    total: int | None = None
+    loss: float | None = None
+    eta_seconds: float | None = None
+    seq: int = 0
+    at: float = 0.0
+
+    @property
+    def fraction(self) -> float | None:
+        return min(1.0, self.current / self.total) if self.total else None
+
+
+class Metrics(BaseModel):
+    current: int | None = None
+    map50: float | None = None
+    map50_95: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+
+
+class Failure(BaseModel):
+    phase: str
+    kind: str
+    message: str
+    last_lines: list[str] = Field(default_factory=list)
+
+
+class SlackRef(BaseModel):
+    channel: str
+    card_ts: str
+    thread_ts: str
+
+
+class JobRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    status: JobStatus
+    spec: JobSpec
+    channel: str
+    created_at: str
+    updated_at: str
+    trigger: str = ""
+    attempt: int = 0
+    attempts: list[Attempt] = Field(default_factory=list)
+    phase: str | None = None
+    progress: Progress | None = None
+    metrics: Metrics | None = None
+    best: Metrics | None = None
+    metric_history: list[Metrics] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    failure: Failure | None = None
+    slack: SlackRef | None = None
+    card_updated_at: float = 0.0
+    heartbeat_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def current_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _to_dynamo(value: Any) -> dict[str, Any]:
+    plain = json.loads(json.dumps(value, default=str), parse_float=Decimal)
+    return _ser.serialize(plain)  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _from_item(item: dict[str, Any]) -> JobRecord:
+    return JobRecord.model_validate(_plain({k: _de.deserialize(v) for k, v in item.items()}))
+
+
+class _Expr:
+    """Builds one UpdateItem's expressions with placeholder names and values."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+        self.sets: list[str] = []
+
+    def n(self, attr: str) -> str:
+        for k, v in self.names.items():
+            if v == attr:
+                return k
+        key = f"#n{len(self.names)}"
+        self.names[key] = attr
+        return key
+
+    def v(self, value: Any) -> str:
+        key = f":v{len(self.values)}"
+        self.values[key] = _to_dynamo(value)
+        return key
+
+    def set(self, attr: str, value: Any, index: int | None = None) -> _Expr:
+        path = self.n(attr) + (f"[{index}]" if index is not None else "")
+        self.sets.append(f"{path} = {self.v(value)}")
+        return self
+
+    def args(self, condition: str) -> dict[str, Any]:
+        return {
+            "UpdateExpression": "SET " + ", ".join(self.sets),
+            "ConditionExpression": f"attribute_exists(job_id) AND ({condition})",
+            "ExpressionAttributeNames": self.names,
+            "ExpressionAttributeValues": self.values,
+        }
+
+
+class JobsStore:
+    def __init__(self, table_name: str, dynamodb_client: Any = None) -> None:
+        self.table = table_name
+        self._client = dynamodb_client
+
+    @property
+    def db(self) -> Any:
+        if self._client is None:
+            self._client = client("dynamodb")
+        return self._client
+
+    # -- create and read ------------------------------------------------------------------------
+
+    def create(self, spec: JobSpec, *, trigger: str) -> JobRecord:
+        """Record a new QUEUED job; the same trigger twice raises DuplicateJob with the first record."""
+        now = _now_iso()
+        record = JobRecord(
+            job_id=spec.job_id, status=JobStatus.QUEUED, spec=spec, channel=spec.channel,
+            created_at=now, updated_at=now, trigger=trigger,
+        )
+        item = {k: _to_dynamo(v) for k, v in record.model_dump(mode="json", exclude_none=True).items()}
+        try:
+            self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(job_id)")
+        except self.db.exceptions.ConditionalCheckFailedException:
+            existing = self.get(spec.job_id)
+            if existing.trigger == trigger:
+                raise DuplicateJob(existing) from None
+            raise StoreError(f"job id {spec.job_id} is taken by another request") from None
+        return record
+
+    def get(self, job_id: str) -> JobRecord:
+        resp = self.db.get_item(TableName=self.table, Key={"job_id": {"S": job_id}}, ConsistentRead=True)
+        if "Item" not in resp:
+            raise JobNotFound(job_id)
+        return _from_item(resp["Item"])
+
+    def find(self, job_id: str) -> JobRecord | None:
+        try:
+            return self.get(job_id)
+        except JobNotFound:
+            return None
+
+    def list_channel(self, channel: str, limit: int = 10) -> list[JobRecord]:
+        """The channel's most recent jobs, newest first."""
+        resp = self.db.query(
+            TableName=self.table, IndexName=CHANNEL_INDEX,
+            KeyConditionExpression="channel = :c", ExpressionAttributeValues={":c": {"S": channel}},
+            ScanIndexForward=False, Limit=limit,
+        )
+        return [_from_item(i) for i in resp.get("Items", [])]
+
+    # -- the update primitive ---------------------------------------------------------------------
+
+    def _apply(self, job_id: str, e: _Expr, condition: str) -> JobRecord | None:
+        """One conditional UpdateItem; None when the condition did not hold."""
+        try:
+            resp = self.db.update_item(
+                TableName=self.table, Key={"job_id": {"S": job_id}}, ReturnValues="ALL_NEW", **e.args(condition)
+            )
+        except self.db.exceptions.ConditionalCheckFailedException:
+            return None
+        return _from_item(resp["Attributes"])
+
+    def _transition(
+        self, job_id: str, target: JobStatus, e: _Expr | None = None, *, attempt: int | None = None,
+        attempt_before: int | None = None,
+    ) -> JobRecord:
+        """Move to `target` from one of its allowed sources (and, if given, only in that attempt)."""
+        e = e or _Expr()
+        e.set("status", target.value).set("updated_at", _now_iso())
+        sources = sorted(ALLOWED_SOURCES[target])
+        cond = f"{e.n('status')} IN ({', '.join(e.v(s.value) for s in sources)})"
+        if attempt is not None:
+            cond += f" AND {e.n('attempt')} = {e.v(attempt)}"
+        if attempt_before is not None:
+            cond += f" AND {e.n('attempt')} = {e.v(attempt_before)}"
+        rec = self._apply(job_id, e, cond)
+        if rec is None:
+            current = self.find(job_id)
+            why = ""
+            wanted = attempt if attempt is not None else attempt_before
+            if current is not None and wanted is not None and current.attempt != wanted:
+                why = f" (job is on attempt {current.attempt})"
+            raise TransitionError(job_id, current.status if current else None, target, why)
+        return rec
+
+    # -- transitions: one guarded update each ----------------------------------------------------
+
+    def mark_launching(self, job_id: str, attempt: int) -> JobRecord:
+        """QUEUED|INTERRUPTED → LAUNCHING, opening attempt number `attempt` (the next one)."""
+        e = _Expr().set("attempt", attempt).set("phase", "launch")
+        e.sets.append(f"{e.n('attempts')} = list_append({e.n('attempts')}, {e.v([Attempt(number=attempt, started_at=time.time()).model_dump()])})")
+        return self._transition(job_id, JobStatus.LAUNCHING, e, attempt_before=attempt - 1)
+
+    def mark_running(self, job_id: str, attempt: int) -> JobRecord:
+        """LAUNCHING → RUNNING: the agent started its first phase."""
+        return self._transition(job_id, JobStatus.RUNNING, attempt=attempt)
+
+    def mark_uploading(self, job_id: str, attempt: int) -> JobRecord:
+        """RUNNING → UPLOADING: training ended, the agent is copying results to S3."""
+        return self._transition(job_id, JobStatus.UPLOADING, _Expr().set("phase", "upload"), attempt=attempt)
+
+    def mark_succeeded(self, job_id: str, attempt: int, artifacts: list[Artifact]) -> JobRecord:
+        """UPLOADING → SUCCEEDED with the uploaded artifacts."""
+        now = time.time()
+        e = _Expr().set("artifacts", [a.model_dump() for a in artifacts]).set("finished_at", now)
+        e.set("phase", None)
+        e.sets.append(f"{e.n('attempts')}[{attempt - 1}].ended_at = {e.v(now)}")
+        return self._transition(job_id, JobStatus.SUCCEEDED, e, attempt=attempt)
+
+    def mark_failed(self, job_id: str, failure: Failure, attempt: int | None = None) -> JobRecord:
+        """Any active status → FAILED, saying which phase failed and how."""
+        now = time.time()
+        e = _Expr().set("failure", failure.model_dump()).set("finished_at", now)
+        rec = self.get(job_id)
+        if rec.attempts:
+            e.sets.append(f"{e.n('attempts')}[{len(rec.attempts) - 1}].ended_at = {e.v(now)}")
+        return self._transition(job_id, JobStatus.FAILED, e, attempt=attempt)
+
+    def mark_cancelled(self, job_id: str, by: str) -> JobRecord:
+        """Any active status → CANCELLED by a person."""
+        e = _Expr().set("failure", Failure(phase="cancel", kind="cancelled", message=f"cancelled by <@{by}>").model_dump())
+        return self._transition(job_id, JobStatus.CANCELLED, e.set("finished_at", time.time()))
+
+    def mark_interrupted(self, job_id: str, attempt: int) -> JobRecord:
+        """LAUNCHING|RUNNING|UPLOADING → INTERRUPTED: the spot instance was reclaimed."""
+        e = _Expr()
+        e.sets.append(f"{e.n('attempts')}[{attempt - 1}].ended_at = {e.v(time.time())}")
+        return self._transition(job_id, JobStatus.INTERRUPTED, e, attempt=attempt)
+
+    # -- facts about the running attempt ----------------------------------------------------------
+
+    def record_launch(self, event: JobLaunched) -> JobRecord:
+        """Fill in the current attempt's instance, as EC2 answered the launcher."""
+        att = Attempt(
+            number=event.attempt, instance_id=event.instance_id, instance_type=event.instance_type,
+            availability_zone=event.availability_zone, market=event.market,
+            price_usd_hour=event.price_usd_hour, started_at=event.at,
+        )
+        e = _Expr().set("attempts", att.model_dump(), index=event.attempt - 1)
+        rec = self._apply(event.job_id, e, f"{e.n('attempt')} = {e.v(event.attempt)}")
+        if rec is None:
+            raise TransitionError(event.job_id, None, JobStatus.LAUNCHING, f" (no attempt {event.attempt})")
+        return rec
+
+    def record_phase(self, job_id: str, attempt: int, phase: str) -> JobRecord | None:
+        e = _Expr().set("phase", phase).set("heartbeat_at", time.time())
+        return self._apply(job_id, e, f"{e.n('attempt')} = {e.v(attempt)}")
+
+    def record_progress(self, event: JobProgress) -> JobRecord | None:
+        """Newer progress of the current attempt replaces older; stale or foreign progress is dropped."""
+        p = Progress(unit=event.unit, current=event.current, total=event.total, loss=event.loss,
+                     eta_seconds=event.eta_seconds, seq=event.seq, at=event.at)
+        e = _Expr().set("progress", p.model_dump()).set("heartbeat_at", time.time())
+        cond = (f"{e.n('attempt')} = {e.v(event.attempt)} AND (attribute_not_exists({e.n('progress')}) "
+                f"OR {e.n('progress')}.seq < {e.v(event.seq)} OR {e.n('progress')}.seq = {e.v(0)})")
+        return self._apply(event.job_id, e, cond)
+
+    def record_metric(self, event: JobMetric) -> tuple[JobRecord | None, bool]:
+        """Append a metric to the history; returns the record and whether it is a new best mAP50."""
+        m = Metrics(current=event.current, map50=event.map50, map50_95=event.map50_95,
+                    precision=event.precision, recall=event.recall)
+        e = _Expr().set("metrics", m.model_dump()).set("metric_seq", event.seq)
+        hist = e.n("metric_history")
+        e.sets.append(f"{hist} = list_append(if_not_exists({hist}, {e.v([])}), {e.v([m.model_dump()])})")
+        cond = (f"{e.n('attempt')} = {e.v(event.attempt)} AND (attribute_not_exists({e.n('metric_seq')}) "
+                f"OR {e.n('metric_seq')} < {e.v(event.seq)})")
+        rec = self._apply(event.job_id, e, cond)
+        if rec is None or event.map50 is None:
+            return rec, False
+        b = _Expr().set("best", m.model_dump())
+        best = self._apply(
+            event.job_id, b,
+            f"attribute_not_exists({b.n('best')}.map50) OR {b.n('best')}.map50 < {b.v(event.map50)}",
+        )
+        return (best or rec), best is not None
+
+    def set_slack(self, job_id: str, ref: SlackRef) -> JobRecord | None:
+        e = _Expr().set("slack", ref.model_dump()).set("card_updated_at", time.time())
+        return self._apply(job_id, e, "attribute_exists(job_id)")
+
+    def claim_card_slot(self, job_id: str, interval: float, now: float | None = None) -> bool:
+        """Take the right to update the job card now, at most once per `interval` seconds per job."""
+        now = time.time() if now is None else now
+        e = _Expr().set("card_updated_at", now)
+        cond = (f"attribute_not_exists({e.n('card_updated_at')}) "
+                f"OR {e.n('card_updated_at')} <= {e.v(now - interval)}")
+        return self._apply(job_id, e, cond) is not None

@@ -1,0 +1,80 @@
+"""The jobs store on DynamoDB: creation, replays, ordering of progress, best mAP, the card throttle."""
+
+from __future__ import annotations
+
+import pytest
+
+from spotter.events import JobLaunched, JobMetric, JobProgress
+from spotter.status import JobStatus
+from spotter.store import DuplicateJob, JobsStore
+from tests.spotter.helpers import make_spec
+
+
+def _running(store: JobsStore, seed: str = "s") -> str:
+    spec = make_spec(seed=seed)
+    store.create(spec, trigger=seed)
+    store.mark_launching(spec.job_id, 1)
+    store.mark_running(spec.job_id, 1)
+    return spec.job_id
+
+
+def test_create_and_replay(store: JobsStore) -> None:
+    spec = make_spec(seed="a")
+    rec = store.create(spec, trigger="T:a")
+    assert rec.status is JobStatus.QUEUED and store.get(spec.job_id).spec == spec
+    with pytest.raises(DuplicateJob) as dup:
+        store.create(spec, trigger="T:a")
+    assert dup.value.existing.job_id == spec.job_id
+
+
+def test_channel_index_newest_first(store: JobsStore) -> None:
+    ids = []
+    for i in range(3):
+        spec = make_spec(seed=f"c{i}")
+        store.create(spec, trigger=f"c{i}")
+        ids.append(spec.job_id)
+    assert [r.job_id for r in store.list_channel("C1")] == ids[::-1]
+    assert store.list_channel("C-other") == []
+
+
+def test_launch_is_recorded_on_the_attempt(store: JobsStore) -> None:
+    spec = make_spec(seed="l")
+    store.create(spec, trigger="l")
+    store.mark_launching(spec.job_id, 1)
+    rec = store.record_launch(JobLaunched(job_id=spec.job_id, attempt=1, instance_id="i-1", instance_type="g4dn.xlarge",
+                                          availability_zone="us-east-1a", market="spot", price_usd_hour=0.21))
+    att = rec.current_attempt
+    assert att and (att.instance_id, att.instance_type, att.market, att.price_usd_hour) == ("i-1", "g4dn.xlarge", "spot", 0.21)
+
+
+def test_progress_never_goes_backwards(store: JobsStore) -> None:
+    job = _running(store)
+    def p(seq: int, cur: int) -> JobProgress:
+        return JobProgress(job_id=job, attempt=1, seq=seq, unit="epoch", current=cur, total=20, loss=1.5)
+    assert store.record_progress(p(5, 3)) is not None
+    assert store.record_progress(p(4, 2)) is None  # late delivery of an older event
+    assert store.record_progress(JobProgress(job_id=job, attempt=2, seq=9, unit="epoch", current=9, total=20)) is None
+    rec = store.get(job)
+    assert rec.progress and rec.progress.current == 3 and rec.progress.fraction == 0.15
+
+
+def test_best_map_and_history(store: JobsStore) -> None:
+    job = _running(store)
+    def m(seq: int, cur: int, v: float) -> JobMetric:
+        return JobMetric(job_id=job, attempt=1, seq=seq, unit="epoch", current=cur, map50=v, map50_95=v / 2)
+    assert store.record_metric(m(1, 1, 0.3))[1] is True
+    assert store.record_metric(m(2, 2, 0.6))[1] is True
+    assert store.record_metric(m(3, 3, 0.5))[1] is False
+    rec, new_best = store.record_metric(m(3, 3, 0.9))  # a redelivery of seq 3 changes nothing
+    assert new_best is False and rec is None
+    rec = store.get(job)
+    assert rec.best and rec.best.map50 == 0.6 and rec.metrics and rec.metrics.map50 == 0.5
+    assert [h.map50 for h in rec.metric_history] == [0.3, 0.6, 0.5]
+
+
+def test_card_slot_at_most_once_per_interval(store: JobsStore) -> None:
+    job = _running(store)
+    assert store.claim_card_slot(job, 10, now=1000.0)
+    assert not store.claim_card_slot(job, 10, now=1005.0)
+    assert store.claim_card_slot(job, 10, now=1010.0)
+    assert not store.claim_card_slot("no-such-job", 10, now=2000.0)
