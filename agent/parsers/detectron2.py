@@ -1,0 +1,145 @@
+"""Parse detectron2's training log and metrics.json: iterations, total_loss, ETA and the COCO bbox AP.
+
+detectron2 counts iterations from 0 ("iter: 299" is the 300th) and prints AP in percent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from agent.parsers.base import Metric, Parsed
+from agent.parsers.common import LogParser, fraction, number
+
+_ITER = re.compile(r"iter: (\d+)")
+_TOTAL_LOSS = re.compile(r"total_loss: (\S+)")
+# str(timedelta): "0:05:22", "1 day, 2:03:04".
+_ETA = re.compile(r"eta: (?:(\d+) days?, )?(\d+):(\d+):(\d+)")
+# The printed config ("  MAX_ITER: 300"), command-line opts ("'SOLVER.MAX_ITER', '300'"), LazyConfig ("max_iter=300").
+_MAX_ITER = re.compile(r"(?:MAX_ITER|max_iter)\W{0,4}(\d+)")
+_EVALUATION = re.compile(r"Evaluation results for (\w+)")
+
+
+def _json_number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+class Detectron2Parser(LogParser):
+    framework = "detectron2"
+    unit = "iteration"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._total: int | None = None
+        # Which task the next AP table belongs to (its bbox table is the one we want, not segm/keypoints),
+        # and the header of a table whose value row comes next.
+        self._task: str | None = None
+        self._table: list[str] | None = None
+        # The copypaste lines: "Task: bbox", then the names, then the values.
+        self._copypaste_task: str | None = None
+        self._copypaste_names: list[str] | None = None
+
+    def _parse(self, line: str) -> list[Parsed]:
+        if "iter: " in line:
+            return self._iteration(line)
+        if line[:1] == "|":
+            return self._table_row(line)
+        if "copypaste: " in line:
+            return self._copypaste(line.split("copypaste: ", 1)[1].strip())
+        if line[:1] == "{":
+            return self._metrics_json(line)
+        if "Evaluation results for " in line:
+            m = _EVALUATION.search(line)
+            self._task = m.group(1) if m else None
+        elif "MAX_ITER" in line or "max_iter" in line:
+            m = _MAX_ITER.search(line)
+            if m:
+                self._total = int(m.group(1))
+        elif "Loss became infinite or NaN" in line:
+            return self._nan_reported(line)
+        return []
+
+    def _iteration(self, line: str) -> list[Parsed]:
+        m = _ITER.search(line)
+        if not m:
+            return []
+        loss_m = _TOTAL_LOSS.search(line)
+        eta_m = _ETA.search(line)
+        eta = None
+        if eta_m:
+            days, hours, minutes, seconds = (int(g) if g else 0 for g in eta_m.groups())
+            eta = float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+        loss = number(loss_m.group(1)) if loss_m else None
+        return self._progress(line, int(m.group(1)) + 1, self._total, loss, eta)
+
+    def _table_row(self, line: str) -> list[Parsed]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if self._table is None:
+            if "AP" in cells and "AP50" in cells:
+                self._table = cells
+            return []
+        if cells and cells[0] and not cells[0].strip(":-"):
+            return []  # the |:------:| rule under the header
+        names, self._table = self._table, None
+        task, self._task = self._task, None
+        if task not in (None, "bbox"):
+            return []
+        values = dict(zip(names, cells, strict=False))
+        return self._ap_metric(number(values["AP"]), number(values["AP50"]))
+
+    def _copypaste(self, text: str) -> list[Parsed]:
+        if text.startswith("Task: "):
+            self._copypaste_task, self._copypaste_names = text[6:].strip(), None
+            return []
+        if self._copypaste_task != "bbox":
+            return []
+        fields = text.split(",")
+        if self._copypaste_names is None:
+            self._copypaste_names = fields
+            return []
+        values = dict(zip(self._copypaste_names, fields, strict=False))
+        self._copypaste_task = self._copypaste_names = None
+        if "AP" not in values or "AP50" not in values:
+            return []
+        return self._ap_metric(number(values["AP"]), number(values["AP50"]))
+
+    def _metrics_json(self, line: str) -> list[Parsed]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return []
+        if not isinstance(record, dict) or not isinstance(record.get("iteration"), int):
+            return []
+        current = record["iteration"] + 1
+        out: list[Parsed] = []
+        loss = _json_number(record.get("total_loss"))
+        if loss is not None:
+            out += self._progress(line, current, self._total, loss, _json_number(record.get("eta_seconds")))
+        ap50, ap = _json_number(record.get("bbox/AP50")), _json_number(record.get("bbox/AP"))
+        if ap50 is not None:
+            out += self._ap_metric(ap if ap is not None else math.nan, ap50, current)
+        return out
+
+    def _ap_metric(self, ap: float, ap50: float, current: int | None = None) -> list[Parsed]:
+        metric = Metric(
+            self.unit,
+            current if current is not None else self._current(),
+            map50=fraction(ap50, percent=True),
+            map50_95=fraction(ap, percent=True),
+        )
+        seen = self._run.metric
+        # The table and the copypaste lines report one evaluation twice (3 and 4 decimals).
+        if seen is not None and seen.current == metric.current and _close(seen, metric):
+            return []
+        return [metric]
+
+
+def _close(a: Metric, b: Metric) -> bool:
+    return _near(a.map50, b.map50) and _near(a.map50_95, b.map50_95)
+
+
+def _near(x: float | None, y: float | None) -> bool:
+    if x is None or y is None:
+        return x is y
+    return abs(x - y) < 1e-5

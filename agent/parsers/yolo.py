@@ -1,0 +1,301 @@
+"""Parse the YOLOv5-family consoles and results files: YOLOv5, Scaled-YOLOv4 and Ultralytics YOLOv8/11.
+
+They share one layout: a header naming the columns, an epoch row redrawn by the progress bar, after
+each epoch an `all` row (images, instances, P, R, mAP50, mAP50-95), per-class rows in the final
+validation, and results.txt/results.csv rows. They differ in where epochs start (YOLOv5 prints 0-based).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from math import isclose, isfinite, nan
+
+from agent.parsers.base import Metric, Parsed
+from agent.parsers.common import LogParser, fraction, number
+
+_EPOCH = re.compile(r"\s*(\d+)/(\d+)\s")
+_ALL = re.compile(r"\s*all\s")
+_LOSS_NAMES = frozenset(("box", "obj", "cls", "giou", "loss", "total"))
+# results.txt (YOLOv5 ≤ v5, Scaled-YOLOv4): epoch/total, gpu_mem, box, obj, cls, total, targets, img_size,
+# P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls.
+_RESULTS_TXT_WIDTH = 15
+# results.csv names (YOLOv5 first, then Ultralytics; Ultralytics' box metrics carry "(B)", masks "(M)").
+_CSV_PRECISION = ("metrics/precision", "metrics/precision(B)")
+_CSV_RECALL = ("metrics/recall", "metrics/recall(B)")
+_CSV_MAP50 = ("metrics/mAP_0.5", "metrics/mAP50(B)")
+_CSV_MAP50_95 = ("metrics/mAP_0.5:0.95", "metrics/mAP50-95(B)")
+
+
+def _seconds(text: str) -> float:
+    """Seconds from "3.1" (s), "1:17" (m:s) or "1:02:03" (h:m:s)."""
+    if ":" not in text:
+        return float(text)
+    total = 0.0
+    for part in text.split(":"):
+        total = total * 60 + float(part)
+    return total
+
+
+def _eta(bar: str, epochs_left: int) -> float | None:
+    """Seconds to the end of training: what is left of this epoch plus the epochs to go at this epoch's pace.
+
+    `bar` is what follows the row's description: tqdm's "100%|███| 49/49 [01:17<00:00,  1.59s/it]" or
+    Ultralytics' own "38% ━━━╸──── 5/13 3.4it/s 1.5s<2.4s" ("0/13  0.7s" before a pace, no "<…" once done).
+    Read by splitting from the right: a regex scan over the bar's block characters costs more than
+    parsing the rest of the row.
+    """
+    bracket = bar.rfind("[")
+    if bracket >= 0:
+        head, times = bar[:bracket], bar[bracket + 1 :].partition(",")[0]
+    else:
+        head, _, times = bar.rpartition(" ")
+    head, _, steps = head.rstrip().rpartition(" ")
+    if "it" in steps:  # Ultralytics puts the rate between the counts and the times
+        steps = head.rstrip().rpartition(" ")[2]
+    done, _, count = steps.partition("/")
+    if not (done.isdigit() and count.isdigit()) or done == "0":
+        return None  # not a bar we know, or no pace yet
+    elapsed_text, _, remaining_text = times.partition("<")
+    try:
+        elapsed = _seconds(elapsed_text.rstrip("s"))
+        if remaining_text:
+            remaining = _seconds(remaining_text.rstrip("s"))
+        elif done == count:
+            remaining = 0.0
+        else:
+            return None
+    except ValueError:
+        return None  # an odd bar costs the ETA, not the progress
+    return round(remaining + (elapsed + remaining) * max(epochs_left, 0), 1)
+
+
+def _index(names: list[str], wanted: tuple[str, ...]) -> int | None:
+    for name in wanted:
+        if name in names:
+            return names.index(name)
+    return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _CsvLayout:
+    """Where the numbers a summary needs sit in a results.csv row."""
+
+    width: int
+    epoch: int
+    losses: tuple[int, ...]
+    precision: int | None
+    recall: int | None
+    map50: int | None
+    map50_95: int | None
+
+    @classmethod
+    def parse(cls, header: str) -> _CsvLayout | None:
+        names = [name.strip() for name in header.split(",")]
+        if "epoch" not in names:
+            return None
+        return cls(
+            width=len(names),
+            epoch=names.index("epoch"),
+            losses=tuple(i for i, n in enumerate(names) if n.startswith("train/") and n.endswith("loss")),
+            precision=_index(names, _CSV_PRECISION),
+            recall=_index(names, _CSV_RECALL),
+            map50=_index(names, _CSV_MAP50),
+            map50_95=_index(names, _CSV_MAP50_95),
+        )
+
+
+class YoloFamilyParser(LogParser):
+    """The shared parser; subclasses name the framework and say where its epochs start."""
+
+    unit = "epoch"
+    # Added to a printed epoch (and total) to make it 1-based: YOLOv5's "29/99" is epoch 30 of 100.
+    epoch_offset = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        # From the latest header: the row's width, its loss columns, and a "total" loss column if it has one.
+        self._width = 0
+        self._loss_cols: tuple[int, ...] = ()
+        self._total_col: int | None = None
+        self._total: int | None = None
+        self._csv: _CsvLayout | None = None
+        # After an `all` row: how many numbers end each per-class row (0 when not in such a table),
+        # the `all` metric they belong to, and the AP50 collected so far.
+        self._row_width = 0
+        self._all: Metric | None = None
+        self._class_ap: dict[str, float] = {}
+
+    def _parse(self, line: str) -> list[Parsed]:
+        if self._row_width:
+            return self._table_row(line)
+        m = _EPOCH.match(line)
+        if m:
+            return self._epoch_row(line, m)
+        return self._other(line)
+
+    def _table_row(self, line: str) -> list[Parsed]:
+        """A line after an `all` row: a per-class row, or whatever ends the table."""
+        if self._class_row(line):
+            return []
+        ended = self._end_table()
+        try:
+            m = _EPOCH.match(line)
+            return ended + (self._epoch_row(line, m) if m else self._other(line))
+        except ValueError:
+            return ended  # the line is unreadable; the table it closed is not
+
+    def _other(self, line: str) -> list[Parsed]:
+        if _ALL.match(line):
+            return self._all_row(line)
+        if "Epoch" in line:
+            self._header(line)
+        elif self._csv is not None:
+            if "," in line:
+                return self._csv_row(line)
+        elif "metrics/" in line and "," in line:
+            self._csv = _CsvLayout.parse(line)
+        elif "non-finite loss" in line:
+            # YOLOv5 before v6 stops with "WARNING: non-finite loss, ending training".
+            return self._nan_reported(line)
+        return []
+
+    def _header(self, line: str) -> None:
+        names = line.split()
+        if len(names) < 3 or names[0] != "Epoch":
+            return
+        lowered = [n.lower() for n in names]
+        self._width = len(names)
+        self._loss_cols = tuple(i for i, n in enumerate(lowered) if n in _LOSS_NAMES or n.endswith("_loss"))
+        self._total_col = lowered.index("total") if "total" in lowered else None
+
+    def _epoch_row(self, line: str, m: re.Match[str]) -> list[Parsed]:
+        """A console row (a progress bar's description, "…  640: 100%|…") or a results.txt row (no bar)."""
+        current, total = int(m.group(1)) + self.epoch_offset, int(m.group(2)) + self.epoch_offset
+        width = self._width
+        cols = line.split(None, width) if width else []
+        # The hot path, once per bar redraw: the header said where the losses are and the row fits it.
+        loss: float | None
+        if len(cols) > width and cols[width - 1][-1] == ":":
+            if self._total_col is not None:
+                loss = float(cols[self._total_col])
+            else:
+                loss = 0.0
+                for i in self._loss_cols:
+                    loss += float(cols[i])
+            bar = cols[width]
+        else:
+            sep = line.find(": ")
+            if sep < 0:
+                return self._results_row(line, current, total)
+            loss = _guess_loss(line[:sep].split())
+            bar = line[sep + 2 :]
+        self._total = total
+        return self._progress(line, current, total, _rounded(loss), _eta(bar, total - current))
+
+    def _results_row(self, line: str, current: int, total: int) -> list[Parsed]:
+        cols = line.split()
+        if len(cols) != _RESULTS_TXT_WIDTH or cols[1][-1:] not in ("G", "M"):
+            return []
+        self._total = total
+        # Written by Python: float() reads its "nan" as it is.
+        p, r, map50, map50_95 = map(float, cols[8:12])
+        out = self._progress(line, current, total, float(cols[5]))
+        out.append(self._metric(current, p, r, map50, map50_95))
+        return out
+
+    def _csv_row(self, line: str) -> list[Parsed]:
+        csv = self._csv
+        values = line.split(",")
+        if csv is None or len(values) != csv.width:
+            return []
+        current = int(number(values[csv.epoch])) + self.epoch_offset
+        loss = sum(number(values[i]) for i in csv.losses) if csv.losses else None
+        out = self._progress(line, current, self._total, _rounded(loss))
+
+        def value(i: int | None) -> float:
+            return number(values[i]) if i is not None else nan
+
+        out.append(
+            self._metric(current, value(csv.precision), value(csv.recall), value(csv.map50), value(csv.map50_95))
+        )
+        return out
+
+    def _all_row(self, line: str) -> list[Parsed]:
+        cols = line.split()
+        if len(cols) < 7:
+            return []
+        # Segmentation and pose rows carry box metrics first, then mask/pose ones.
+        _images, _instances, p, r, map50, map50_95 = map(float, cols[1:7])
+        metric = self._metric(self._current(), p, r, map50, map50_95)
+        self._row_width, self._all, self._class_ap = len(cols) - 1, metric, {}
+        return [metric]
+
+    def _class_row(self, line: str) -> bool:
+        """Collect a per-class row ("  traffic light  28  46  0.978  0.959  0.994  0.869"); False if it is not one."""
+        cols = line.split()
+        width = self._row_width
+        if len(cols) <= width:
+            return False
+        try:
+            numbers = [number(c) for c in cols[-width:]]
+        except ValueError:
+            return False
+        ap50 = fraction(numbers[4])
+        if ap50 is not None:
+            self._class_ap[" ".join(cols[:-width])] = ap50
+        return True
+
+    def _end_table(self) -> list[Parsed]:
+        """The `all` metric again, now with the per-class AP50 its table listed."""
+        out: list[Parsed] = []
+        if self._class_ap and self._all is not None:
+            out.append(dataclasses.replace(self._all, per_class_ap50=self._class_ap))
+        self._row_width, self._all, self._class_ap = 0, None, {}
+        return out
+
+    def _metric(self, current: int | None, p: float, r: float, map50: float, map50_95: float) -> Metric:
+        # YOLO metrics are printed as fractions already; NaN (nothing detected yet) is unknown.
+        return Metric(
+            self.unit,
+            current,
+            map50=map50 if isfinite(map50) else None,
+            map50_95=map50_95 if isfinite(map50_95) else None,
+            precision=p if isfinite(p) else None,
+            recall=r if isfinite(r) else None,
+        )
+
+
+def _guess_loss(cols: list[str]) -> float | None:
+    """The loss of a row seen without its header: the columns between gpu_mem and (instances, size).
+
+    Old YOLOv5 and Scaled-YOLOv4 add a total after box/obj/cls; a fourth column that is their sum is it.
+    """
+    values = [number(c) for c in cols[2:-2]]
+    if not values:
+        return None
+    if len(values) == 4 and isclose(values[3], sum(values[:3]), rel_tol=0.02, abs_tol=1e-4):
+        return values[3]
+    return sum(values)
+
+
+def _rounded(loss: float | None) -> float | None:
+    # The sum of 4-digit columns, without float noise (0.008668 + 0.002224 → 0.010892).
+    return round(loss, 8) if loss is not None else None
+
+
+class Yolov5Parser(YoloFamilyParser):
+    framework = "yolov5"
+    epoch_offset = 1
+
+
+class ScaledYolov4Parser(YoloFamilyParser):
+    framework = "scaled-yolov4"
+    epoch_offset = 1
+
+
+class UltralyticsParser(YoloFamilyParser):
+    """Ultralytics YOLOv8/YOLO11 print 1-based epochs ("5/30" is epoch 5 of 30)."""
+
+    framework = "ultralytics"
+    epoch_offset = 0
