@@ -20,7 +20,8 @@ RETRY_CONFIG = Config(
 @functools.cache
 def client(service: str, region: str | None = None) -> Any:
     """One client per service and region per process; boto3 clients are thread-safe."""
-    return boto3.session.Session().client(service, region_name=region, config=RETRY_CONFIG)
+    session: Any = boto3.session.Session()
+    return session.client(service, region_name=region, config=RETRY_CONFIG)
 
 
 def reset_clients() -> None:

@@ -17,10 +17,24 @@ def _prepare_offline(config_dir: Path) -> None:
     os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
     font = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics" / "Arial.ttf"
     if os.environ.get("YOLO_OFFLINE") and not font.exists():
-        import matplotlib
-
+        try:
+            import matplotlib
+        except ImportError:
+            # The real framework depends on matplotlib; without it there is nothing that would fetch a font.
+            return
         font.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font)
+
+
+def _device(gpus: int) -> str:
+    """The GPUs to train on ("0,1"), or "cpu" when there are none — or no torch, as under the framework stand-in."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    if torch.cuda.is_available():
+        return ",".join(str(i) for i in range(min(gpus, torch.cuda.device_count())))
+    return "cpu"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,20 +51,26 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     _prepare_offline(Path(a.project) / ".ultralytics")
-    import torch
     from ultralytics import YOLO
 
-    if torch.cuda.is_available():
-        device: str = ",".join(str(i) for i in range(min(a.gpus, torch.cuda.device_count())))
-    else:
-        device = "cpu"
+    device = _device(a.gpus)
     if a.resume:
         YOLO(a.resume).train(resume=True)
         return 0
     YOLO(a.model).train(
-        data=a.data, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, device=device,
-        project=a.project, name=a.name, exist_ok=True, workers=0 if device == "cpu" else 8,
-        plots=False, amp=device != "cpu", pretrained=a.model.endswith(".pt"), verbose=True,
+        data=a.data,
+        epochs=a.epochs,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        device=device,
+        project=a.project,
+        name=a.name,
+        exist_ok=True,
+        workers=0 if device == "cpu" else 8,
+        plots=False,
+        amp=device != "cpu",
+        pretrained=a.model.endswith(".pt"),
+        verbose=True,
     )
     return 0
 

@@ -1,0 +1,359 @@
+"""A whole attempt on the framework stand-in, against moto: events on the bus, artifacts and logs in S3, power off."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipapp
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from agent import main as agent_main
+from agent import recipes
+from agent.imds import Imds, ImdsError
+from agent.main import run_job
+from spotter.events import JobError, JobEvent, JobFinished, JobMetric, JobPhase, JobProgress
+
+REPO = Path(__file__).resolve().parents[2]
+JOB_ID = "shapes-abc234"
+
+
+class ImdsStandIn(BaseHTTPRequestHandler):
+    """IMDSv2 as EC2 serves it: a token from PUT, then metadata GETs that must carry it."""
+
+    token = "AQAEA-test-token"
+    meta: ClassVar[dict[str, str]] = {}
+
+    def do_PUT(self) -> None:
+        if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+            self._send(200, self.token)
+        else:
+            self._send(400, "")
+
+    def do_GET(self) -> None:
+        if self.headers.get("X-aws-ec2-metadata-token") != self.token:
+            self._send(401, "")
+            return
+        value = self.meta.get(self.path.removeprefix("/latest/meta-data/"))
+        self._send(200, value) if value is not None else self._send(404, "")
+
+    def _send(self, status: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def imds_endpoint() -> Iterator[str]:
+    ImdsStandIn.meta = {
+        "instance-id": "i-0123456789abcdef0",
+        "instance-type": "g4dn.xlarge",
+        "placement/availability-zone": "us-east-1a",
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ImdsStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def no_imds() -> Imds:
+    """An IMDS endpoint nothing listens on: refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return Imds(f"http://127.0.0.1:{port}", timeout=0.5)
+
+
+class RecordingBus:
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+
+    def put(self, events: Any) -> None:
+        self.events.extend(events)
+
+
+def test_imds_client_speaks_imdsv2(imds_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_endpoint)
+    imds = Imds()
+    assert imds.endpoint == imds_endpoint
+    assert (imds.instance_id(), imds.instance_type(), imds.availability_zone()) == (
+        "i-0123456789abcdef0",
+        "g4dn.xlarge",
+        "us-east-1a",
+    )
+    assert imds.spot_action() is None
+    ImdsStandIn.meta["spot/instance-action"] = json.dumps({"action": "terminate", "time": "2026-11-23T18:00:00Z"})
+    assert imds.spot_action() == {"action": "terminate", "time": "2026-11-23T18:00:00Z"}
+
+
+def test_imds_unreachable_is_an_imds_error(no_imds: Imds) -> None:
+    with pytest.raises(ImdsError):
+        no_imds.instance_id()
+
+
+def test_a_full_run_reports_each_phase_and_uploads_verified_artifacts(
+    job: Any, bus_tap: Any, standin: Path, poweroff: Any, imds_endpoint: str, tmp_path: Path
+) -> None:
+    # Only the power switch and IMDS are injected: S3 and the bus are the agent's own clients, over the wire.
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, imds=Imds(imds_endpoint))
+
+    assert code == 0
+    assert poweroff.calls == 1
+    events = bus_tap.drain()
+    assert len({e.seq for e in events}) == len(events)
+    assert all(e.job_id == JOB_ID and e.attempt == 1 for e in events)
+
+    milestones = [(e.phase, e.state) for e in events if isinstance(e, JobPhase)]
+    assert milestones == [
+        (phase, state) for phase in ("install", "data", "train", "upload") for state in ("started", "finished")
+    ]
+    assert all(
+        e.seconds is not None and e.seconds >= 0 for e in events if isinstance(e, JobPhase) and e.state == "finished"
+    )
+    assert isinstance(events[-1], JobFinished)
+
+    train_started = next(i for i, e in enumerate(events) if isinstance(e, JobPhase) and e.phase == "train")
+    train_finished = next(
+        i for i, e in enumerate(events) if isinstance(e, JobPhase) and e.phase == "train" and e.state == "finished"
+    )
+    progress = [e for e in events if isinstance(e, JobProgress)]
+    assert progress and all(train_started < events.index(p) < train_finished for p in progress)
+    assert all(p.unit == "epoch" and 1 <= p.current <= 3 and p.total == 3 for p in progress)
+    assert [p.current for p in progress] == sorted(p.current for p in progress)
+
+    metrics = [e for e in events if isinstance(e, JobMetric)]
+    assert [m.current for m in metrics][:3] == [1, 2, 3]
+    assert metrics[-1].map50 == pytest.approx(0.995) and metrics[-1].map50_95 == pytest.approx(0.875)
+
+    finished = events[-1]
+    assert isinstance(finished, JobFinished)
+    assert [a.name for a in finished.artifacts] == ["best", "last", "results"]
+    for a in finished.artifacts:
+        obj = job.s3.get_object(Bucket="spotter-test", Key=a.key)
+        body = obj["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == a.sha256 == obj["Metadata"]["sha256"]
+        assert len(body) == a.size
+    assert finished.artifacts[0].key == f"jobs/{JOB_ID}/artifacts/best.pt"
+    assert finished.artifacts[2].key == f"jobs/{JOB_ID}/artifacts/results.csv"
+
+    logs = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=f"jobs/{JOB_ID}/logs/attempt-1/")
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in logs["Contents"]) == [
+        "agent.log",
+        "data.log",
+        "install.log",
+        "train.log",
+    ]
+    train_log = job.s3.get_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/logs/attempt-1/train.log")["Body"].read()
+    assert b"Starting training for 3 epochs..." in train_log and b"\r\x1b[K" in train_log
+    agent_log = (tmp_path / "work" / "logs" / "agent.log").read_text()
+    assert "instance i-0123456789abcdef0 (g4dn.xlarge) in us-east-1a" in agent_log
+
+
+def test_a_failing_training_reports_the_oom_and_still_powers_off(
+    job: Any, bus_tap: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPOTTER_STANDIN_FAIL_AT_EPOCH", "2")
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, imds=no_imds)
+
+    assert code == 1
+    assert poweroff.calls == 1
+    events = bus_tap.drain()
+    assert not any(isinstance(e, JobFinished) for e in events)
+    assert [(e.phase, e.state) for e in events if isinstance(e, JobPhase)][-1] == ("train", "started")
+    error = events[-1]
+    assert isinstance(error, JobError)
+    assert (error.phase, error.kind) == ("train", "oom")
+    assert error.message.startswith("train exited with status 1: torch.OutOfMemoryError: CUDA out of memory.")
+    assert len(error.message) <= 300
+    assert 0 < len(error.last_lines) <= 30 and all(len(line) <= 300 for line in error.last_lines)
+    assert any(
+        line.startswith("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB")
+        for line in error.last_lines
+    )
+    assert any(isinstance(e, JobProgress) and e.current == 2 for e in events)
+
+    log = job.s3.get_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/logs/attempt-1/train.log")["Body"].read()
+    assert b"Traceback (most recent call last):" in log
+    # The agent carried on without instance metadata, and said so.
+    assert "instance metadata unavailable" in (tmp_path / "work" / "logs" / "agent.log").read_text()
+
+
+def test_training_past_the_time_limit_is_stopped(
+    aws: str,
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    no_imds: Imds,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_spec: Any,
+) -> None:
+    run = make_spec(epochs=20, max_hours=0.002)  # 7.2 s: install and data fit, 20 slow epochs do not
+    job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=run.model_dump_json().encode())
+    monkeypatch.setenv("SPOTTER_STANDIN_EPOCH_SECONDS", "30")
+    bus = RecordingBus()
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds)
+
+    assert code == 1 and poweroff.calls == 1
+    error = bus.events[-1]
+    assert isinstance(error, JobError)
+    assert (error.phase, error.kind) == ("train", "timeout")
+    assert error.message.startswith("train ran past the job's 0.002 h limit and was stopped")
+
+
+def test_a_missing_best_weight_fails_the_upload(
+    job: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = recipes.load("ultralytics")
+    moved = real.model_copy(
+        update={
+            "artifacts": {**real.artifacts, "best": recipes.ArtifactFile(path="runs/nowhere/best.pt", required=True)}
+        }
+    )
+    monkeypatch.setattr(agent_main.recipes, "load", lambda name: moved)
+    bus = RecordingBus()
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds)
+
+    assert code == 1 and poweroff.calls == 1
+    error = bus.events[-1]
+    assert isinstance(error, JobError)
+    assert (error.phase, error.kind) == ("upload", "exit")
+    assert "runs/nowhere/best.pt" in error.message
+    assert not any(isinstance(e, JobFinished) for e in bus.events)
+
+
+def test_an_agent_crash_is_reported_with_its_traceback(
+    job: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(agent_main.Uploader, "upload_artifact", broken)
+    bus = RecordingBus()
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds)
+
+    assert code == 1 and poweroff.calls == 1
+    error = bus.events[-1]
+    assert isinstance(error, JobError)
+    assert (error.phase, error.kind) == ("upload", "crash")
+    assert error.message == "agent crashed during upload: RuntimeError: disk on fire"
+    assert error.last_lines[-1] == "RuntimeError: disk on fire"
+    assert any("Traceback" in line for line in error.last_lines)
+    # Milestones reach the bus in the order they happened (coalesced progress may trail them).
+    milestones = [e.seq for e in bus.events if not isinstance(e, JobProgress)]
+    assert milestones == sorted(milestones)
+
+
+def test_an_unreadable_spec_still_powers_off(aws: str, poweroff: Any, no_imds: Imds, tmp_path: Path) -> None:
+    code = run_job(
+        JOB_ID, f"s3://no-such-bucket/jobs/{JOB_ID}/job.json", workdir=tmp_path, poweroff=poweroff, imds=no_imds
+    )
+    assert code == 1 and poweroff.calls == 1
+
+
+def _cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, cwd=REPO, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), "the following arguments are required"),
+        (("run", "--spec", "s3://spotter/jobs/x/job.json"), "--job"),
+        (("run", "--job", "Bad Id!", "--spec", "s3://b/jobs/x/job.json"), "is not a job id"),
+        (("run", "--job", "shapes-abc234", "--spec", "https://example.com/job.json"), "is not an s3://BUCKET/KEY url"),
+        (("train",), "invalid choice"),
+    ],
+)
+def test_cli_usage_errors_are_one_line_and_status_2(args: tuple[str, ...], expected: str, shutdown_shim: Path) -> None:
+    out = _cli(*args)
+    assert out.returncode == 2
+    assert expected in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr
+    assert not shutdown_shim.exists()
+
+
+def test_cli_parse_dispatches_to_the_parsers() -> None:
+    log = REPO / "infra" / "local" / "standin" / "ultralytics" / "recorded_run.log"
+    out = _cli("parse", "--framework", "ultralytics", "--summary", str(log))
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["framework"] == "ultralytics"
+    assert summary["best"]["map50"] == pytest.approx(0.995)
+
+
+def test_the_zipapp_runs_a_job_and_shuts_the_machine_down(
+    job: Any, bus_tap: Any, standin: Path, imds_endpoint: str, tmp_path: Path, shutdown_shim: Path
+) -> None:
+    """What user data does: `python3 spotter-agent.pyz run …`; `shutdown -h now` is the shim on PATH."""
+    src = tmp_path / "src"
+    for package in ("agent", "spotter"):
+        shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    pyz = tmp_path / "spotter-agent.pyz"
+    zipapp.create_archive(src, pyz, main="agent.main:cli")
+    home = tmp_path / "home"
+    env = {**os.environ, "SPOTTER_HOME": str(home), "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds_endpoint}
+
+    out = subprocess.run(
+        [sys.executable, str(pyz), "run", "--job", JOB_ID, "--spec", job.url],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+    )  # fmt: skip
+
+    assert out.returncode == 0, out.stderr
+    assert shutdown_shim.read_text() == "-h now\n"
+    assert isinstance(bus_tap.drain()[-1], JobFinished)
+    assert (home / "work" / JOB_ID / "runs" / "train" / "weights" / "best.pt").is_file()
+    # The agent, and so the PYTHONPATH of its phases, is the zip, not the checkout.
+    assert f"(agent {pyz})" in (home / "work" / JOB_ID / "logs" / "agent.log").read_text()
+
+
+def test_sigterm_stops_the_phase_reports_it_and_powers_off(
+    job: Any, bus_tap: Any, standin: Path, tmp_path: Path, shutdown_shim: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPOTTER_STANDIN_EPOCH_SECONDS", "60")
+    workdir = tmp_path / "work"
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--job", JOB_ID, "--spec", job.url, "--workdir", str(workdir)],
+        cwd=REPO,
+        env={**os.environ, "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9"},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        train_log = workdir / "logs" / "train.log"
+        deadline = time.monotonic() + 60
+        while b"Epoch    GPU_mem" not in (train_log.read_bytes() if train_log.exists() else b""):
+            assert time.monotonic() < deadline and agent.poll() is None, "training never started"
+            time.sleep(0.1)
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(60) == 1
+    finally:
+        agent.kill()
+
+    assert shutdown_shim.read_text() == "-h now\n"
+    error = bus_tap.drain()[-1]
+    assert isinstance(error, JobError)
+    assert (error.phase, error.kind, error.message) == (
+        "train",
+        "killed",
+        "the agent was stopped by SIGTERM during train",
+    )
