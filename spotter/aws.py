@@ -17,11 +17,15 @@ RETRY_CONFIG = Config(
 )
 
 
+# Presigned S3 links must be SigV4 (the legacy signature is refused in newer regions and by KMS objects).
+S3_CONFIG = RETRY_CONFIG.merge(Config(signature_version="s3v4"))
+
+
 @functools.cache
 def client(service: str, region: str | None = None) -> Any:
     """One client per service and region per process; boto3 clients are thread-safe."""
     session: Any = boto3.session.Session()
-    return session.client(service, region_name=region, config=RETRY_CONFIG)
+    return session.client(service, region_name=region, config=S3_CONFIG if service == "s3" else RETRY_CONFIG)
 
 
 def reset_clients() -> None:

@@ -28,6 +28,7 @@ class Outcome:
     record: JobRecord | None
     changed: bool = False
     status_changed: bool = False
+    phase_changed: bool = False
     new_best: bool = False
 
 
@@ -51,7 +52,9 @@ def apply(store: JobsStore, event: JobEvent) -> Outcome:
 
 
 def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
-    rec = store.get(ev.job_id)
+    rec = store.find(ev.job_id)
+    if rec is None:
+        return Outcome(None)  # not ours (another stack's job on a shared bus) or deleted
     if isinstance(ev, JobQueued):
         return Outcome(rec)
     if isinstance(ev, JobError) and rec.status is JobStatus.FAILED and rec.failure and rec.failure.phase == ev.phase:
@@ -66,9 +69,9 @@ def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
     if isinstance(ev, JobPhase):
         target = JobStatus.UPLOADING if ev.phase == "upload" else JobStatus.RUNNING
         rec = _advance(store, rec, target, ev.attempt)
-        if ev.state == "started" or ev.state == "cached":
-            rec = store.record_phase(ev.job_id, ev.attempt, ev.phase) or rec
-        return Outcome(rec, changed=True, status_changed=rec.status != before)
+        updated = store.record_phase(ev.job_id, ev.attempt, ev.phase, ev.seq) if ev.state in ("started", "cached") else None
+        return Outcome(updated or rec, changed=updated is not None or rec.status != before,
+                       status_changed=rec.status != before, phase_changed=updated is not None)
     if isinstance(ev, JobProgress):
         rec = _advance(store, rec, JobStatus.RUNNING, ev.attempt)
         updated = store.record_progress(ev)

@@ -134,7 +134,8 @@ def _now_iso() -> str:
 
 def _to_dynamo(value: Any) -> dict[str, Any]:
     plain = json.loads(json.dumps(value, default=str), parse_float=Decimal)
-    return _ser.serialize(plain)  # type: ignore[no-any-return]
+    serialized: dict[str, Any] = _ser.serialize(plain)  # type: ignore[assignment]
+    return serialized
 
 
 def _plain(value: Any) -> Any:
@@ -276,7 +277,7 @@ class JobsStore:
 
     def mark_launching(self, job_id: str, attempt: int) -> JobRecord:
         """QUEUED|INTERRUPTED → LAUNCHING, opening attempt number `attempt` (the next one)."""
-        e = _Expr().set("attempt", attempt).set("phase", "launch")
+        e = _Expr().set("attempt", attempt).set("phase", "launch").set("phase_seq", -1)
         e.sets.append(f"{e.n('attempts')} = list_append({e.n('attempts')}, {e.v([Attempt(number=attempt, started_at=time.time()).model_dump()])})")
         return self._transition(job_id, JobStatus.LAUNCHING, e, attempt_before=attempt - 1)
 
@@ -331,9 +332,12 @@ class JobsStore:
             raise TransitionError(event.job_id, None, JobStatus.LAUNCHING, f" (no attempt {event.attempt})")
         return rec
 
-    def record_phase(self, job_id: str, attempt: int, phase: str) -> JobRecord | None:
-        e = _Expr().set("phase", phase).set("heartbeat_at", time.time())
-        return self._apply(job_id, e, f"{e.n('attempt')} = {e.v(attempt)}")
+    def record_phase(self, job_id: str, attempt: int, phase: str, seq: int) -> JobRecord | None:
+        """The phase the agent is in; a late or repeated phase event (lower seq) changes nothing."""
+        e = _Expr().set("phase", phase).set("heartbeat_at", time.time()).set("phase_seq", seq)
+        cond = (f"{e.n('attempt')} = {e.v(attempt)} AND (attribute_not_exists({e.n('phase_seq')}) "
+                f"OR {e.n('phase_seq')} < {e.v(seq)})")
+        return self._apply(job_id, e, cond)
 
     def record_progress(self, event: JobProgress) -> JobRecord | None:
         """Newer progress of the current attempt replaces older; stale or foreign progress is dropped."""

@@ -8,7 +8,8 @@ line, and the final "Validating best.pt" block. The recorded epochs are stretche
 requested ones, so mAP rises to the recorded final values; weights are deterministic bytes.
 
 Environment: SPOTTER_STANDIN_EPOCH_SECONDS (default 0.2) is the time one epoch takes;
-SPOTTER_STANDIN_FAIL_AT_EPOCH=N makes epoch N die of a CUDA out-of-memory error (exit status 1).
+SPOTTER_STANDIN_FAIL_AT_EPOCH=N makes epoch N die of a CUDA out-of-memory error (exit status 1). Like a
+real 16 GB GPU, a batch too large for its memory (`batch` × `imgsz`², see `gpu_memory_gib`) dies in epoch 1.
 """
 
 from __future__ import annotations
@@ -105,6 +106,14 @@ class OutOfMemoryError(RuntimeError):
     __module__ = "torch"
 
 
+GPU_MEMORY_GIB = 14.56  # what a T4 offers PyTorch
+
+
+def gpu_memory_gib(batch: int, imgsz: int) -> float:
+    """Training memory of yolov8n, roughly: a fixed part and ~0.16 GiB per 640-px image in the batch."""
+    return 0.6 + batch * (imgsz / 640) ** 2 * 0.16
+
+
 class _Run:
     def __init__(self, model: str, kwargs: dict[str, Any]) -> None:
         self.rec = load_recording()
@@ -119,6 +128,8 @@ class _Run:
         self.epoch_seconds = float(os.environ.get("SPOTTER_STANDIN_EPOCH_SECONDS", "0.2"))
         fail_at = os.environ.get("SPOTTER_STANDIN_FAIL_AT_EPOCH")
         self.fail_at = int(fail_at) if fail_at else None
+        if self.fail_at is None and gpu_memory_gib(int(kwargs.get("batch", 16)), self.imgsz) > GPU_MEMORY_GIB:
+            self.fail_at = 1
 
     def _paths(self, text: str) -> str:
         return (

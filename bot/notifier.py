@@ -1,0 +1,176 @@
+"""Bus events → the job record (spotter.lifecycle) → Slack: the job card, updated in place, and replies in its thread.
+
+The card changes at most once per job per `card_interval_seconds`: progress inside the window is skipped (the
+next update catches up), status changes and the job's end wait for the window. EventBridge retries an invocation
+that raises, so only a job's end raises when Slack fails; anything else is logged, not retried into a storm.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import views
+from bot.slack import load_credentials, web_client, weights_link
+from spotter import lifecycle
+from spotter.config import BotSettings
+from spotter.events import JobError, JobEvent, JobFinished, JobMetric, JobPhase, UnknownEvent, from_eventbridge
+from spotter.status import JobStatus
+from spotter.store import JobRecord, JobsStore, SlackRef
+
+logger = Logger()
+# The template sets the namespace for deployed functions; the local stack runs this handler without it.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spotter"))
+
+# Waiting for the card's window (STYLE #11: tests swap it for one that records instead of sleeping long).
+SLEEP: Callable[[float], None] = time.sleep
+MIN_WAIT_SECONDS = 0.05  # never spin: at least this long between two looks at the window
+ANNOUNCED_PHASES = frozenset({"install", "data", "train", "upload"})
+
+
+def ends_job(ev: JobEvent, rec: JobRecord) -> bool:
+    """`ev` is what ended the job, and its end is not on the card yet (so a retried delivery shows it again).
+
+    The end is marked shown by the card's update time passing the job's finish time; a repeated delivery after
+    that changes nothing.
+    """
+    if rec.finished_at is None or rec.card_updated_at > rec.finished_at:
+        return False
+    if isinstance(ev, JobFinished):
+        return rec.status is JobStatus.SUCCEEDED and rec.attempt == ev.attempt
+    if isinstance(ev, JobError):
+        return rec.status is JobStatus.FAILED and rec.failure is not None and rec.failure.phase == ev.phase
+    return False
+
+
+def transient(error: Exception) -> bool:
+    """Worth another delivery: Slack unreachable, overloaded or failing, not refusing (a deleted card, a channel
+    the bot left), which no retry would change."""
+    return not isinstance(error, SlackApiError) or error.response.status_code in (429, 500, 502, 503, 504)
+
+
+class Notifier:
+    """Applies one event to the job record and shows the result in Slack."""
+
+    def __init__(self, settings: BotSettings, client: WebClient, store: JobsStore | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store or JobsStore(settings.jobs_table)
+        self.interval = settings.card_interval_seconds
+
+    @classmethod
+    def from_env(cls) -> Notifier:
+        settings = BotSettings.from_env()
+        creds = load_credentials(settings)
+        return cls(settings, web_client(creds.bot_token.get_secret_value(), settings))
+
+    def handle(self, ev: JobEvent) -> None:
+        outcome = lifecycle.apply(self.store, ev)
+        rec = outcome.record
+        if rec is None:
+            return self._ignore("an event for a job that does not exist")
+        ending = ends_job(ev, rec)
+        if not ending and (not outcome.changed or isinstance(ev, JobFinished | JobError)):
+            return self._ignore("a stale or repeated event")
+        metrics.add_metric(name="EventsHandled", unit=MetricUnit.Count, value=1)
+        if rec.slack is None:
+            logger.info("the job has no card to show this on")
+            return None
+        try:
+            if ending:
+                self._show_end(rec, rec.slack)
+            else:
+                reply = self._reply(ev, rec, outcome)
+                if reply is not None:
+                    self._post_reply(rec.slack, reply)
+                self._update_card(rec.job_id, rec.slack, urgent=outcome.status_changed)
+        except (SlackClientError, OSError) as e:
+            metrics.add_metric(name="SlackFailures", unit=MetricUnit.Count, value=1)
+            if ending and transient(e):
+                raise  # EventBridge retries the delivery: a job's end must reach the channel
+            logger.warning("Slack call failed; the next update catches up", error=str(e))
+        return None
+
+    def _ignore(self, why: str) -> None:
+        metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
+        logger.info(f"ignored: {why}")
+
+    def _reply(self, ev: JobEvent, rec: JobRecord, outcome: lifecycle.Outcome) -> views.Message | None:
+        """The thread reply a running job's event deserves, if any (a repeated or overtaken phase is not news)."""
+        if isinstance(ev, JobPhase) and outcome.phase_changed and ev.phase in ANNOUNCED_PHASES:
+            return views.phase_reply(rec, ev.phase, cached=ev.state == "cached")
+        if isinstance(ev, JobMetric) and outcome.new_best:
+            return views.best_reply(rec)
+        return None
+
+    def _post_reply(self, ref: SlackRef, message: views.Message) -> None:
+        self.client.chat_postMessage(channel=ref.channel, thread_ts=ref.thread_ts, **message)
+
+    def _update_card(self, job_id: str, ref: SlackRef, *, urgent: bool) -> None:
+        """Take the card's window and redraw it; progress skips a closed window, a status change waits for it."""
+        deadline = time.time() + self.interval
+        while not self.store.claim_card_slot(job_id, self.interval, now=(now := time.time())):
+            if not urgent or now >= deadline:
+                metrics.add_metric(name="CardUpdatesSkipped", unit=MetricUnit.Count, value=1)
+                return
+            opens = self.store.get(job_id).card_updated_at + self.interval
+            SLEEP(max(MIN_WAIT_SECONDS, min(opens, deadline) - now))
+        # Drawn from the record as it is now: an event applied meanwhile (even the job's end) is not drawn over.
+        self._draw_card(self.store.get(job_id), ref)
+
+    def _show_end(self, rec: JobRecord, ref: SlackRef) -> None:
+        """The result or failure in the thread, then the final card; the end counts as shown once both are there."""
+        deadline = time.time() + self.interval
+        while rec.card_updated_at + self.interval > (now := time.time()) and now < deadline:
+            SLEEP(max(MIN_WAIT_SECONDS, min(rec.card_updated_at + self.interval, deadline) - now))
+            rec = self.store.get(rec.job_id)
+        link = weights_link(rec, self.settings) if rec.status is JobStatus.SUCCEEDED else None
+        url = link[1] if link else None
+        if rec.status is JobStatus.SUCCEEDED:
+            self._post_reply(ref, views.result_reply(rec, now=time.time(), weights_url=url))
+        else:
+            self._post_reply(ref, views.failure_reply(rec))
+        self._draw_card(rec, ref, weights_url=url)
+        # Interval 0 takes the window whatever its state: the update time passing finished_at marks the end shown.
+        self.store.claim_card_slot(rec.job_id, 0, now=time.time())
+
+    def _draw_card(self, rec: JobRecord, ref: SlackRef, weights_url: str | None = None) -> None:
+        if weights_url is None and rec.status is JobStatus.SUCCEEDED:
+            link = weights_link(rec, self.settings)
+            weights_url = link[1] if link else None
+        card = views.job_card(rec, now=time.time(), weights_url=weights_url)
+        self.client.chat_update(channel=ref.channel, ts=ref.card_ts, **card)
+
+
+_notifier: Notifier | None = None
+
+
+def _cold_start() -> Notifier:
+    """Settings, the secret and the Slack client are made once per process, here."""
+    global _notifier
+    _notifier = Notifier.from_env()
+    return _notifier
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> None:
+    notifier = _notifier or _cold_start()
+    try:
+        ev = from_eventbridge(event)
+    except (UnknownEvent, ValidationError) as e:
+        # A retry would fail the same way: drop it, loudly.
+        logger.error("not a Spotter event", detail_type=event.get("detail-type"), error=str(e))
+        metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
+        return
+    logger.append_keys(job_id=ev.job_id, detail_type=ev.detail_type)
+    notifier.handle(ev)
