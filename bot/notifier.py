@@ -38,13 +38,7 @@ ANNOUNCED_PHASES = frozenset({"install", "data", "train", "upload"})
 
 
 def ends_job(ev: JobEvent, rec: JobRecord) -> bool:
-    """`ev` is what ended the job, and its end is not on the card yet (so a retried delivery shows it again).
-
-    The end is marked shown by the card's update time passing the job's finish time; a repeated delivery after
-    that changes nothing.
-    """
-    if rec.finished_at is None or rec.card_updated_at > rec.finished_at:
-        return False
+    """`ev` is what ended the job (a retried delivery after a failed announcement still is)."""
     if isinstance(ev, JobFinished):
         return rec.status is JobStatus.SUCCEEDED and rec.attempt == ev.attempt
     if isinstance(ev, JobError):
@@ -78,13 +72,15 @@ class Notifier:
         rec = outcome.record
         if rec is None:
             return self._ignore("an event for a job that does not exist")
-        ending = ends_job(ev, rec)
+        ending = ends_job(ev, rec) and rec.announced is not rec.status
         if not ending and (not outcome.changed or isinstance(ev, JobFinished | JobError)):
             return self._ignore("a stale or repeated event")
         metrics.add_metric(name="EventsHandled", unit=MetricUnit.Count, value=1)
         if rec.slack is None:
             logger.info("the job has no card to show this on")
             return None
+        if ending and not self.store.claim_announcement(rec.job_id, rec.status):
+            return self._ignore("another delivery is announcing the end")
         try:
             if ending:
                 self._show_end(rec, rec.slack)
@@ -96,6 +92,7 @@ class Notifier:
         except (SlackClientError, OSError) as e:
             metrics.add_metric(name="SlackFailures", unit=MetricUnit.Count, value=1)
             if ending and transient(e):
+                self.store.release_announcement(rec.job_id)
                 raise  # EventBridge retries the delivery: a job's end must reach the channel
             logger.warning("Slack call failed; the next update catches up", error=str(e))
         return None
@@ -115,33 +112,32 @@ class Notifier:
     def _post_reply(self, ref: SlackRef, message: views.Message) -> None:
         self.client.chat_postMessage(channel=ref.channel, thread_ts=ref.thread_ts, **message)
 
-    def _update_card(self, job_id: str, ref: SlackRef, *, urgent: bool) -> None:
-        """Take the card's window and redraw it; progress skips a closed window, a status change waits for it."""
+    def _claim_card(self, job_id: str, *, wait: bool) -> bool:
+        """Take the card's window; progress skips a closed window, a status change or the end waits for it."""
         deadline = time.time() + self.interval
         while not self.store.claim_card_slot(job_id, self.interval, now=(now := time.time())):
-            if not urgent or now >= deadline:
+            if not wait or now >= deadline:
                 metrics.add_metric(name="CardUpdatesSkipped", unit=MetricUnit.Count, value=1)
-                return
+                return False
             opens = self.store.get(job_id).card_updated_at + self.interval
             SLEEP(max(MIN_WAIT_SECONDS, min(opens, deadline) - now))
-        # Drawn from the record as it is now: an event applied meanwhile (even the job's end) is not drawn over.
-        self._draw_card(self.store.get(job_id), ref)
+        return True
+
+    def _update_card(self, job_id: str, ref: SlackRef, *, urgent: bool) -> None:
+        if self._claim_card(job_id, wait=urgent):
+            # Drawn from the record as it is now: an event applied meanwhile (even the job's end) is not drawn over.
+            self._draw_card(self.store.get(job_id), ref)
 
     def _show_end(self, rec: JobRecord, ref: SlackRef) -> None:
-        """The result or failure in the thread, then the final card; the end counts as shown once both are there."""
-        deadline = time.time() + self.interval
-        while rec.card_updated_at + self.interval > (now := time.time()) and now < deadline:
-            SLEEP(max(MIN_WAIT_SECONDS, min(rec.card_updated_at + self.interval, deadline) - now))
-            rec = self.store.get(rec.job_id)
+        """The result or failure in the thread, then the final card (in the card's next window)."""
         link = weights_link(rec, self.settings) if rec.status is JobStatus.SUCCEEDED else None
         url = link[1] if link else None
         if rec.status is JobStatus.SUCCEEDED:
             self._post_reply(ref, views.result_reply(rec, now=time.time(), weights_url=url))
         else:
             self._post_reply(ref, views.failure_reply(rec))
-        self._draw_card(rec, ref, weights_url=url)
-        # Interval 0 takes the window whatever its state: the update time passing finished_at marks the end shown.
-        self.store.claim_card_slot(rec.job_id, 0, now=time.time())
+        if self._claim_card(rec.job_id, wait=True):
+            self._draw_card(self.store.get(rec.job_id), ref, weights_url=url)
 
     def _draw_card(self, rec: JobRecord, ref: SlackRef, weights_url: str | None = None) -> None:
         if weights_url is None and rec.status is JobStatus.SUCCEEDED:

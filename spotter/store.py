@@ -120,6 +120,7 @@ class JobRecord(BaseModel):
     failure: Failure | None = None
     slack: SlackRef | None = None
     card_updated_at: float = 0.0
+    announced: JobStatus | None = None
     heartbeat_at: float | None = None
     finished_at: float | None = None
 
@@ -370,6 +371,17 @@ class JobsStore:
     def set_slack(self, job_id: str, ref: SlackRef) -> JobRecord | None:
         e = _Expr().set("slack", ref.model_dump()).set("card_updated_at", time.time())
         return self._apply(job_id, e, "attribute_exists(job_id)")
+
+    def claim_announcement(self, job_id: str, status: JobStatus) -> bool:
+        """Take the right to tell the channel the job ended in `status` (once, whoever delivers the event)."""
+        e = _Expr().set("announced", status.value)
+        cond = (f"{e.n('status')} = {e.v(status.value)} AND (attribute_not_exists({e.n('announced')}) "
+                f"OR {e.n('announced')} <> {e.v(status.value)})")
+        return self._apply(job_id, e, cond) is not None
+
+    def release_announcement(self, job_id: str) -> None:
+        """Give the announcement back (telling the channel failed; a retried delivery will try again)."""
+        self.db.update_item(TableName=self.table, Key={"job_id": {"S": job_id}}, UpdateExpression="REMOVE announced")
 
     def claim_card_slot(self, job_id: str, interval: float, now: float | None = None) -> bool:
         """Take the right to update the job card now, at most once per `interval` seconds per job."""

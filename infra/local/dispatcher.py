@@ -1,0 +1,95 @@
+"""Delivers what the bus routes to each function's queue to that function's in-process handler.
+
+Like EventBridge with a Lambda target: events are handled concurrently, a handler that raises gets
+the event again later (the queue's visibility timeout), and after MAX_RECEIVES tries it is dropped
+and reported, as a dead-letter queue would keep it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+
+from infra.local.invoke import Handler, LambdaContext
+
+MAX_RECEIVES = 5
+POLL_SECONDS = 1
+CONCURRENCY = 4
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class Dispatcher:
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pools: list[ThreadPoolExecutor] = []
+        self._sqs: Any = boto3.client("sqs")
+        self._inflight = 0
+        self._lock = threading.Lock()
+
+    def route(self, function_name: str, queue_url: str, handler: Handler) -> None:
+        pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix=f"lambda-{function_name}")
+        self._pools.append(pool)
+        t = threading.Thread(target=self._poll, args=(function_name, queue_url, handler, pool), daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def idle(self) -> bool:
+        with self._lock:
+            return self._inflight == 0
+
+    def _poll(self, name: str, queue: str, handler: Handler, pool: ThreadPoolExecutor) -> None:
+        while not self._stop.is_set():
+            try:
+                resp = self._sqs.receive_message(
+                    QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=POLL_SECONDS,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                )
+            except Exception as e:  # the stack is shutting down or moto hiccuped: keep polling until stopped
+                if self._stop.is_set():
+                    return
+                self._emit({"aws": "dispatcher error", "function": name, "error": str(e)})
+                self._stop.wait(POLL_SECONDS)
+                continue
+            for msg in resp.get("Messages", []):
+                with self._lock:
+                    self._inflight += 1
+                pool.submit(self._deliver, name, queue, handler, msg)
+
+    def _deliver(self, name: str, queue: str, handler: Handler, msg: dict[str, Any]) -> None:
+        try:
+            event = json.loads(msg["Body"])
+            receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            self._emit({
+                "aws": "event delivered", "function": name, "detail-type": event.get("detail-type"),
+                "source": event.get("source"), "job": (event.get("detail") or {}).get("job_id"), "try": receives,
+            })
+            try:
+                handler(event, LambdaContext(function_name=name))
+            except Exception as e:
+                if receives >= MAX_RECEIVES:
+                    self._emit({"aws": "event dropped", "function": name, "detail-type": event.get("detail-type"),
+                                "error": f"{type(e).__name__}: {e}"})
+                    self._sqs.delete_message(QueueUrl=queue, ReceiptHandle=msg["ReceiptHandle"])
+                else:
+                    self._emit({"aws": "handler failed", "function": name, "detail-type": event.get("detail-type"),
+                                "error": f"{type(e).__name__}: {e}", "retry": True})
+                return
+            self._sqs.delete_message(QueueUrl=queue, ReceiptHandle=msg["ReceiptHandle"])
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(POLL_SECONDS + 5)
+        for p in self._pools:
+            p.shutdown(wait=True, cancel_futures=True)  # deliveries under way finish while AWS is still up

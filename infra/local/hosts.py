@@ -1,0 +1,229 @@
+"""EC2 hosts on this machine: every instance launched in moto runs its real user data as a local process.
+
+Each host gets its own IMDSv2 stand-in, a `shutdown`/`poweroff` on its PATH that powers the instance
+off (shutdown behaviour terminate → terminated in moto), a root folder standing in for its disk, and the
+"GPU image": the Python environment given to the runner. Instances terminated in moto lose their process.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from infra.local.imds import Imds
+
+POLL_SECONDS = 0.5
+KILL_GRACE_SECONDS = 5
+JOB_TAG = "spotter:job"
+
+Emit = Callable[[dict[str, Any]], None]
+
+_SHIM = """#!/bin/sh
+# {name} on a local Spotter instance: asks the host runner to power this instance off.
+exec python3 -c 'import json, sys, urllib.request
+urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=json.dumps(sys.argv[2:]).encode(), method="POST"), timeout=10)' \\
+  '{url}' {fixed} "$@"
+"""
+
+
+@dataclass
+class Image:
+    """What the instance's image provides: a Python with frameworks, and environment defaults."""
+
+    python_bin: Path
+    environ: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Host:
+    instance_id: str
+    job: str
+    root: Path
+    imds: Imds
+    process: subprocess.Popen[bytes] | None = None
+    deadman: threading.Timer | None = None
+    terminated: bool = False
+    power_log: list[list[str]] = field(default_factory=list)
+
+
+def parse_shutdown(args: list[str]) -> float | None:
+    """Seconds until power-off for shutdown(8) arguments; None for `-c` (cancel)."""
+    if "-c" in args:
+        return None
+    for a in args:
+        if a == "now":
+            return 0.0
+        if a.startswith("+") and a[1:].isdigit():
+            return 60.0 * int(a[1:])
+    return 60.0  # shutdown's default is one minute
+
+
+class HostRunner:
+    def __init__(self, *, root: Path, image: Image, aws_environ: dict[str, str], emit: Emit) -> None:
+        self.root = root
+        self.image = image
+        self.aws_environ = aws_environ
+        self._emit = emit
+        self._ec2: Any = boto3.client("ec2")
+        self.hosts: dict[str, Host] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="host-runner")
+
+    def start(self) -> HostRunner:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Power off every host (a stopped stack leaves no instance running) and stop watching."""
+        self._stop.set()
+        self._thread.join(POLL_SECONDS * 4)
+        for host in list(self.hosts.values()):
+            self._terminate(host, "local stack stopped")
+
+    def host_for_job(self, job: str) -> Host | None:
+        with self._lock:
+            found = [h for h in self.hosts.values() if h.job == job]
+        return found[-1] if found else None
+
+    # -- watching moto -----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except Exception as e:
+                if not self._stop.is_set():
+                    self._emit({"aws": "host runner error", "error": f"{type(e).__name__}: {e}"})
+            self._stop.wait(POLL_SECONDS)
+
+    def _tick(self) -> None:
+        pages = self._ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "tag-key", "Values": [JOB_TAG]}]
+        )
+        for page in pages:
+            for res in page["Reservations"]:
+                for inst in res["Instances"]:
+                    iid, state = inst["InstanceId"], inst["State"]["Name"]
+                    host = self.hosts.get(iid)
+                    if host is None and state in ("pending", "running"):
+                        self._boot(inst)
+                    elif host is not None and not host.terminated and state in ("shutting-down", "terminated"):
+                        self._kill(host)
+                        host.terminated = True
+                        self._emit({"aws": "instance terminated", "instance_id": iid, "job": host.job,
+                                    "reason": "terminated in EC2"})
+
+    def _boot(self, inst: dict[str, Any]) -> None:
+        iid = inst["InstanceId"]
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        job = tags.get(JOB_TAG, "")
+        raw = self._ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")["UserData"].get("Value", "")
+        user_data = base64.b64decode(raw).decode() if raw else ""
+        root = self.root / iid
+        (root / "bin").mkdir(parents=True, exist_ok=True)
+        (root / "home").mkdir(exist_ok=True)
+        az = inst["Placement"]["AvailabilityZone"]
+        imds = Imds(instance_id=iid, instance_type=inst["InstanceType"], availability_zone=az, user_data=user_data,
+                    tags=tags, on_power=functools.partial(self._power, iid)).start()
+        host = Host(instance_id=iid, job=job, root=root, imds=imds)
+        with self._lock:
+            self.hosts[iid] = host
+        market = inst.get("InstanceLifecycle", "on-demand")
+        self._emit({"aws": "instance launched", "instance_id": iid, "job": job, "instance_type": inst["InstanceType"],
+                    "market": market, "availability_zone": az})
+        if not user_data:
+            return  # an instance without user data just idles, as it would in EC2
+        for name, fixed in (("shutdown", ""), ("poweroff", "now"), ("halt", "now")):
+            shim = root / "bin" / name
+            shim.write_text(_SHIM.format(name=name, url=f"{imds.url}/_local/power", fixed=fixed))
+            shim.chmod(0o755)
+        script = root / "user-data"
+        script.write_text(user_data)
+        env = {
+            "PATH": os.pathsep.join([str(root / "bin"), str(self.image.python_bin), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": str(root / "home"),
+            "LANG": "C.UTF-8",
+            "SPOTTER_HOME": str(root / "opt" / "spotter"),
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
+            **self.aws_environ,
+            **self.image.environ,
+        }
+        console = (root / "console.log").open("ab")
+        host.process = subprocess.Popen(
+            ["/bin/bash", str(script)], cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=console,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        console.close()
+
+    # -- power -------------------------------------------------------------------------------------
+
+    def _power(self, instance_id: str, args: list[str]) -> None:
+        host = self.hosts.get(instance_id)
+        if host is None or host.terminated:
+            return
+        host.power_log.append(args)
+        delay = parse_shutdown(args)
+        if host.deadman:
+            host.deadman.cancel()
+            host.deadman = None
+        if delay is None:
+            self._emit({"aws": "shutdown cancelled", "instance_id": instance_id, "job": host.job})
+            return
+        if delay == 0:
+            # Let the shim's request finish before the process group goes.
+            threading.Thread(target=self._terminate, args=(host, "shutdown -h now"), daemon=True).start()
+            return
+        self._emit({"aws": "shutdown scheduled", "instance_id": instance_id, "job": host.job, "in_seconds": delay})
+        host.deadman = threading.Timer(delay, self._terminate, args=(host, f"shutdown {' '.join(args)}"))
+        host.deadman.daemon = True
+        host.deadman.start()
+
+    def _kill(self, host: Host) -> None:
+        p = host.process
+        if p is None or p.poll() is not None:
+            return
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(KILL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(KILL_GRACE_SECONDS)
+        except ProcessLookupError:
+            pass
+
+    def _terminate(self, host: Host, reason: str) -> None:
+        with self._lock:
+            if host.terminated:
+                return
+            host.terminated = True
+        if host.deadman:
+            host.deadman.cancel()
+        time.sleep(0.2)
+        self._kill(host)
+        try:
+            self._ec2.terminate_instances(InstanceIds=[host.instance_id])
+        except Exception as e:
+            self._emit({"aws": "host runner error", "instance_id": host.instance_id, "error": str(e)})
+        host.imds.stop()
+        self._emit({"aws": "instance terminated", "instance_id": host.instance_id, "job": host.job, "reason": reason})
+
+    def vanish(self, host: Host) -> None:
+        """The instance disappears without warning (its process dies with it)."""
+        self._terminate(host, "instance vanished")
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,232 @@
+"""The whole of Spotter on one machine: moto, the Slack stand-in, the Lambdas in-process, the bus
+dispatcher and the EC2 host runner, wired exactly as template.yaml wires them in AWS."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+
+from infra.local.aws import ROOT, MotoServer, Resources, provision
+from infra.local.dispatcher import Dispatcher
+from infra.local.hosts import JOB_TAG, HostRunner, Image
+from infra.local.invoke import Handler, LambdaContext, LocalLambdaClient
+from infra.local.slack import SlackStandIn
+from infra.local.slash import Signature, new_trigger_id, signed_event, slash_body
+from spotter.aws import reset_clients
+from spotter.status import JobStatus
+from spotter.store import JobRecord, JobsStore
+
+Emit = Callable[[dict[str, Any]], None]
+Trainer = Literal["real", "standin"]
+STANDIN_PATH = ROOT / "infra" / "local" / "standin"
+TEAM = "T0SPOTTER"
+DEFAULT_USER = "U0ALICE"
+DEFAULT_CHANNEL = "C0TRAINING"
+
+
+def real_trainer_available() -> bool:
+    """Whether this Python has the demo's framework (the 'GPU image' for real training)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ultralytics") is not None and importlib.util.find_spec("torch") is not None
+
+
+def _import(path: str) -> Handler:
+    module, _, attr = path.rpartition(".")
+    handler: Handler = getattr(importlib.import_module(module), attr)
+    return handler
+
+
+class LocalStack:
+    def __init__(
+        self, *, trainer: Trainer, emit: Emit, progress_interval: float = 1.0, standin_epoch_seconds: float = 0.3,
+        image_environ: dict[str, str] | None = None,
+    ) -> None:
+        self.trainer = trainer
+        self._emit_fn = emit
+        self._emit_lock = threading.Lock()
+        self._root = Path(tempfile.mkdtemp(prefix="spotter-local-"))
+        self._image_environ = {"SPOTTER_PROGRESS_INTERVAL": str(progress_interval), **(image_environ or {})}
+        if trainer == "standin":
+            self._image_environ.setdefault("SPOTTER_STANDIN_EPOCH_SECONDS", str(standin_epoch_seconds))
+            self._image_environ["PYTHONPATH"] = str(STANDIN_PATH)
+        else:
+            self._image_environ["YOLO_OFFLINE"] = "1"  # the local "GPU image" has no internet
+        self._last_slash: dict[str, Any] | None = None
+        self.jobs: list[str] = []
+        self._started = False
+        self._muted = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def emit(self, record: dict[str, Any]) -> None:
+        with self._emit_lock:
+            if not self._muted:
+                self._emit_fn(record)
+
+    def start(self) -> LocalStack:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.moto = MotoServer().start()
+        os.environ.update(self.moto.environ())
+        reset_clients()
+        self.slack = SlackStandIn(on_call=self.emit).start()
+        self.signing_secret = secrets.token_hex(16)
+        self.resources: Resources = provision({"bot_token": self.slack.bot_token, "signing_secret": self.signing_secret})
+        os.environ.update(self.resources.environment())
+        os.environ["SPOTTER_SLACK_API_URL"] = self.slack.api_url
+        self._publish_agent()
+        self.store = JobsStore(self.resources.table)
+
+        slack_fn = self.resources.function_by_handler("bot.app.handler")
+        self.invoker = LocalLambdaClient(handlers={}, on_error=self._lambda_error)
+        import bot.app
+
+        bot.app.set_lambda_client(self.invoker)
+        self.invoker.handlers[slack_fn.name] = bot.app.handler
+        self._slack_fn = slack_fn.name
+
+        self.dispatcher = Dispatcher(self.emit)
+        for fn in self.resources.functions.values():
+            for queue in fn.queues:
+                self.dispatcher.route(fn.name, queue, _import(fn.handler))
+
+        image = Image(python_bin=Path(sys.executable).parent, environ=self._image_environ)
+        self.hosts = HostRunner(root=self._root / "instances", image=image, aws_environ=self.moto.environ(), emit=self.emit)
+        self.hosts.start()
+        self._started = True
+        return self
+
+    def _publish_agent(self) -> None:
+        from infra.package import publish_agent
+
+        key = self.resources.function_by_handler("lambdas.launcher.handler").environment["SPOTTER_AGENT_KEY"]
+        publish_agent(self.resources.bucket, key, boto3.client("s3"))
+
+    def _lambda_error(self, name: str, e: BaseException) -> None:
+        self.emit({"aws": "lambda error", "function": name, "error": f"{type(e).__name__}: {e}"})
+
+    def stop(self) -> None:
+        """Power off every instance and stop; nothing is reported any more (the final line was the last)."""
+        if not self._started:
+            return
+        with self._emit_lock:
+            self._muted = True
+        self.hosts.stop()
+        self.dispatcher.stop()
+        self.invoker.join(10)
+        self.slack.stop()
+        self.moto.stop()
+        self.hosts.cleanup()
+        self._started = False
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what a person does ------------------------------------------------------------------------
+
+    def slash(
+        self, text: str, *, user: str = DEFAULT_USER, channel: str = DEFAULT_CHANNEL, signature: Signature | Literal["replay"] = "valid",
+        command: str = "/train",
+    ) -> dict[str, Any]:
+        """Post a slash command to the Slack function as Slack would; returns the HTTP response."""
+        if signature == "replay":
+            if self._last_slash is None:
+                raise ValueError("`replay` needs an earlier slash step to re-send")
+            event = self._last_slash
+        else:
+            trigger = new_trigger_id()
+            body = slash_body(command=command, text=text, user=user, channel=channel, team=TEAM,
+                              response_url=self.slack.new_response_url(command, channel, user), trigger_id=trigger)
+            event = signed_event(self.signing_secret, body, signature)
+            self._last_slash = event
+        before = {r.job_id for r in self.store.list_channel(channel, limit=100)}
+        resp = _import("bot.app.handler")(json.loads(json.dumps(event)), LambdaContext(function_name=self._slack_fn))
+        self._emit_response(command, resp)
+        self.invoker.join(30)  # the lazy listener's work (the job, the card, the bus event)
+        for rec in sorted(self.store.list_channel(channel, limit=100), key=lambda r: r.created_at):
+            if rec.job_id not in before and rec.job_id not in self.jobs:
+                self.jobs.append(rec.job_id)
+        return dict(resp)
+
+    def _emit_response(self, command: str, resp: dict[str, Any]) -> None:
+        status = int(resp.get("statusCode", 0))
+        body_text = resp.get("body") or ""
+        try:
+            args: dict[str, Any] = json.loads(body_text) if body_text else {}
+        except ValueError:
+            args = {"text": body_text}
+        if status != 200:
+            args = {"status": status, **args}
+        self.emit({"slack": "response", "command": command, "args": args})
+
+    def wait(self, job: str, status: JobStatus, timeout: float) -> JobRecord:
+        """Wait for the job to reach `status`; raises TimeoutError (or ValueError if it ends elsewhere)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rec = self.store.get(job)
+            if rec.status is status:
+                return rec
+            if rec.status.is_terminal():
+                raise ValueError(f"job {job} ended {rec.status.value}, not {status.value}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job} is {rec.status.value} after {timeout:g}s, not {status.value}")
+            time.sleep(0.25)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Let instances of finished jobs power off and the bus drain, so the final state is final."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [i for i in self.instances() if i["state"] not in ("terminated", "shutting-down")]
+            busy = [i for i in live if self.store.get(i["job"]).status.is_terminal()]
+            if not busy and self.dispatcher.idle():
+                return
+            time.sleep(0.25)
+
+    # -- what there is -------------------------------------------------------------------------------
+
+    def instances(self) -> list[dict[str, str]]:
+        out = []
+        pages = boto3.client("ec2").get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "tag-key", "Values": [JOB_TAG]}]
+        )
+        for page in pages:
+            for res in page["Reservations"]:
+                for inst in res["Instances"]:
+                    tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+                    out.append({"instance_id": inst["InstanceId"], "job": tags.get(JOB_TAG, ""),
+                                "state": inst["State"]["Name"]})
+        return out
+
+    def final(self) -> dict[str, Any]:
+        states = {i["instance_id"]: i["state"] for i in self.instances()}
+        jobs = []
+        for job in self.jobs:
+            rec = self.store.get(job)
+            jobs.append({
+                "job": job,
+                "status": rec.status.value,
+                "attempts": [
+                    {"instance_id": a.instance_id, "instance_type": a.instance_type, "market": a.market,
+                     "state": states.get(a.instance_id or "")}
+                    for a in rec.attempts
+                ],
+                "map50": rec.metrics.map50 if rec.metrics else None,
+                "best_map50": rec.best.map50 if rec.best else None,
+                "artifacts": [a.model_dump() for a in rec.artifacts],
+            })
+        return {"jobs": jobs, "instances": self.instances()}

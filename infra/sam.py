@@ -1,0 +1,221 @@
+"""Checks template.yaml offline: translates it with samtranslator and asserts the invariants the code relies on.
+
+    python -m infra.sam check template.yaml      (exit 1 with one line per problem)
+
+Training instances: IMDSv2 only, shut down means terminated, and a role without table, secret or
+parameter access. Functions: every handler imports. Rules: every detail-type is a Spotter event. Jobs
+table: the channel index the store queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import yaml_parse
+
+from spotter.events import EVENT_TYPES
+from spotter.store import CHANNEL_INDEX
+
+PLACEHOLDER_CODE_URI = "s3://placeholder/code.zip"
+PARAMETERS = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
+# What the instance role must never be able to do: the jobs table, Slack's secret, parameters.
+FORBIDDEN_INSTANCE_ACTIONS = ("dynamodb:", "secretsmanager:", "ssm:")
+SPOTTER_SOURCE_PREFIX = "spotter."
+
+
+def _placeholder_code(owner: dict[str, Any]) -> None:
+    if isinstance(owner.get("CodeUri"), str) and not owner["CodeUri"].startswith("s3://"):
+        owner["CodeUri"] = PLACEHOLDER_CODE_URI
+
+
+def translate(sam: dict[str, Any]) -> dict[str, Any]:
+    """The CloudFormation that SAM would deploy (local CodeUri values replaced: the translator takes s3:// only)."""
+    _placeholder_code(sam.get("Globals", {}).get("Function", {}))
+    for resource in sam.get("Resources", {}).values():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            _placeholder_code(resource.get("Properties") or {})
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=PARAMETERS["AWS::Region"]))
+    cfn: dict[str, Any] = translator.translate(sam, parameter_values=dict(PARAMETERS), get_managed_policy_map=dict)
+    return cfn
+
+
+def _of_type(cfn: dict[str, Any], kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, resource in cfn.get("Resources", {}).items():
+        if resource.get("Type") == kind:
+            yield name, resource.get("Properties") or {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def check_launch_templates(cfn: dict[str, Any]) -> list[str]:
+    problems = []
+    templates = list(_of_type(cfn, "AWS::EC2::LaunchTemplate"))
+    if not templates:
+        problems.append("no AWS::EC2::LaunchTemplate: the launcher needs one")
+    for name, props in templates:
+        data = props.get("LaunchTemplateData") or {}
+        tokens = (data.get("MetadataOptions") or {}).get("HttpTokens")
+        if tokens != "required":
+            problems.append(f"{name}: MetadataOptions.HttpTokens is {tokens!r}, must be 'required' (IMDSv2 only)")
+        shutdown = data.get("InstanceInitiatedShutdownBehavior")
+        if shutdown != "terminate":
+            problems.append(f"{name}: InstanceInitiatedShutdownBehavior is {shutdown!r}, must be 'terminate'")
+        if not data.get("IamInstanceProfile"):
+            problems.append(f"{name}: no IamInstanceProfile; the agent reaches S3 and the bus through it")
+    return problems
+
+
+def _placeholder(value: Any, name: str) -> str:
+    return value if isinstance(value, str) else f"placeholder-{name.lower()}"
+
+
+@contextlib.contextmanager
+def _lambda_environment(variables: dict[str, Any]) -> Iterator[None]:
+    """The environment the function's module sees at cold start (intrinsics as placeholders)."""
+    saved = dict(os.environ)
+    os.environ.update({k: _placeholder(v, k) for k, v in variables.items()})
+    os.environ.setdefault("AWS_REGION", PARAMETERS["AWS::Region"])
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def check_handlers(cfn: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, props in _of_type(cfn, "AWS::Lambda::Function"):
+        handler = props.get("Handler")
+        if not isinstance(handler, str) or "." not in handler:
+            problems.append(f"{name}: Handler {handler!r} is not module.function")
+            continue
+        module_name, function = handler.rsplit(".", 1)
+        variables = (props.get("Environment") or {}).get("Variables") or {}
+        try:
+            with _lambda_environment(variables):
+                module = importlib.import_module(module_name)
+        except Exception as e:
+            problems.append(f"{name}: Handler {handler}: cannot import {module_name} ({type(e).__name__}: {e})")
+            continue
+        if not callable(getattr(module, function, None)):
+            problems.append(f"{name}: Handler {handler}: {module_name} has no function {function}")
+    return problems
+
+
+def check_rules(cfn: dict[str, Any]) -> list[str]:
+    """Rules that match Spotter sources must name detail-types Spotter puts on the bus."""
+    problems = []
+    for name, props in _of_type(cfn, "AWS::Events::Rule"):
+        pattern = props.get("EventPattern") or {}
+        sources = [s for s in _as_list(pattern.get("source", [])) if isinstance(s, str)]
+        if not any(s.startswith(SPOTTER_SOURCE_PREFIX) for s in sources):
+            continue
+        detail_types = _as_list(pattern.get("detail-type", []))
+        if not detail_types:
+            problems.append(f"{name}: a rule on Spotter events must list its detail-types")
+        for detail_type in detail_types:
+            if detail_type not in EVENT_TYPES:
+                problems.append(
+                    f"{name}: detail-type {detail_type!r} is not a Spotter event ({', '.join(EVENT_TYPES)})"
+                )
+    return problems
+
+
+def _instance_roles(cfn: dict[str, Any]) -> set[str]:
+    roles: set[str] = set()
+    for _, props in _of_type(cfn, "AWS::IAM::InstanceProfile"):
+        for role in props.get("Roles", []):
+            if isinstance(role, dict) and "Ref" in role:
+                roles.add(role["Ref"])
+    return roles
+
+
+def _statements(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from _as_list(document.get("Statement", []))
+
+
+def check_instance_role(cfn: dict[str, Any]) -> list[str]:
+    problems = []
+    roles = _instance_roles(cfn)
+    if not roles:
+        problems.append("no AWS::IAM::InstanceProfile with a role from this template")
+    resources = cfn.get("Resources", {})
+    for role in sorted(roles):
+        props = (resources.get(role) or {}).get("Properties") or {}
+        documents = [p.get("PolicyDocument") or {} for p in props.get("Policies", [])]
+        for _, policy in _of_type(cfn, "AWS::IAM::Policy"):
+            if {"Ref": role} in policy.get("Roles", []):
+                documents.append(policy.get("PolicyDocument") or {})
+        if props.get("ManagedPolicyArns"):
+            problems.append(f"{role}: managed policies cannot be checked here; give the instance role inline ones")
+        for document in documents:
+            for statement in _statements(document):
+                if statement.get("Effect") != "Allow":
+                    continue
+                if "NotAction" in statement:
+                    problems.append(f"{role}: the instance role allows everything but {statement['NotAction']}")
+                for action in _as_list(statement.get("Action", [])):
+                    lowered = str(action).lower()
+                    if lowered == "*" or lowered.startswith(FORBIDDEN_INSTANCE_ACTIONS):
+                        problems.append(f"{role}: the instance role allows {action}")
+    return problems
+
+
+def check_jobs_table(cfn: dict[str, Any]) -> list[str]:
+    for name, props in _of_type(cfn, "AWS::DynamoDB::Table"):
+        for index in props.get("GlobalSecondaryIndexes", []):
+            if index.get("IndexName") == CHANNEL_INDEX:
+                hash_keys = [k["AttributeName"] for k in index.get("KeySchema", []) if k.get("KeyType") == "HASH"]
+                if hash_keys != ["channel"]:
+                    return [f"{name}: index {CHANNEL_INDEX} must have hash key 'channel', not {hash_keys}"]
+                return []
+    return [f"no DynamoDB table has the global secondary index {CHANNEL_INDEX!r} that spotter.store queries"]
+
+
+CHECKS = (check_launch_templates, check_handlers, check_rules, check_instance_role, check_jobs_table)
+
+
+def check_template(sam: dict[str, Any]) -> list[str]:
+    """Every invariant's problems for a parsed SAM template, or an empty list."""
+    try:
+        cfn = translate(copy.deepcopy(sam))
+    except Exception as e:
+        return [f"SAM translation failed: {e}"]
+    return [problem for check_one in CHECKS for problem in check_one(cfn)]
+
+
+def check(path: Path) -> list[str]:
+    return check_template(yaml_parse(path.read_text()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.sam", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    check_cmd = commands.add_parser("check", help="translate the template and check its invariants")
+    check_cmd.add_argument("template", type=Path)
+    args = parser.parse_args(argv)
+    problems = check(args.template)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{args.template}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{args.template}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

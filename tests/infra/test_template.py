@@ -1,0 +1,112 @@
+"""template.yaml: cfn-lint clean, the invariants of `python -m infra.sam check`, and that the check catches breakage.
+
+The check runs as the command, in its own process: it imports every handler module, which should not
+happen inside the test session.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+
+
+def _sam() -> dict[str, Any]:
+    sam: dict[str, Any] = yaml_parse(TEMPLATE.read_text())
+    return sam
+
+
+def test_cfn_lint_is_clean() -> None:
+    cfn_lint = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or shutil.which("cfn-lint")
+    assert cfn_lint, "cfn-lint is installed with the dev extra"
+    done = subprocess.run([cfn_lint, str(TEMPLATE)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _check(template: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.sam", "check", str(template)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_invariants_hold() -> None:
+    done = _check(TEMPLATE)
+    assert done.returncode == 0, done.stderr
+
+
+def test_imdsv1_is_reported(tmp_path: Path) -> None:
+    text = TEMPLATE.read_text()
+    assert text.count("HttpTokens: required") == 1
+    copy = tmp_path / "template.yaml"
+    copy.write_text(text.replace("HttpTokens: required", "HttpTokens: optional"))
+    done = _check(copy)
+    assert done.returncode == 1
+    assert "HttpTokens is 'optional', must be 'required'" in done.stderr
+
+
+def _resources(sam: dict[str, Any]) -> dict[str, Any]:
+    resources: dict[str, Any] = sam["Resources"]
+    return resources
+
+
+def _stop_on_shutdown(sam: dict[str, Any]) -> None:
+    _resources(sam)["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["InstanceInitiatedShutdownBehavior"] = "stop"
+
+
+def _instance_reads_the_table(sam: dict[str, Any]) -> None:
+    statements = _resources(sam)["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    statements.append({"Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": "*"})
+
+
+def _instance_reads_secrets(sam: dict[str, Any]) -> None:
+    statements = _resources(sam)["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    statements.append({"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"})
+
+
+def _unknown_detail_type(sam: dict[str, Any]) -> None:
+    pattern = _resources(sam)["NotifierFunction"]["Properties"]["Events"]["JobEvents"]["Properties"]["Pattern"]
+    pattern["detail-type"].append("Job Exploded")
+
+
+def _missing_handler(sam: dict[str, Any]) -> None:
+    _resources(sam)["LauncherFunction"]["Properties"]["Handler"] = "lambdas.launcher.no_such_function"
+
+
+def _renamed_index(sam: dict[str, Any]) -> None:
+    _resources(sam)["JobsTable"]["Properties"]["GlobalSecondaryIndexes"][0]["IndexName"] = "by-chan"
+
+
+@pytest.mark.parametrize(
+    "breakage, reported",
+    [
+        (_stop_on_shutdown, "InstanceInitiatedShutdownBehavior is 'stop'"),
+        (_instance_reads_the_table, "the instance role allows dynamodb:GetItem"),
+        (_instance_reads_secrets, "the instance role allows secretsmanager:GetSecretValue"),
+        (_unknown_detail_type, "detail-type 'Job Exploded' is not a Spotter event"),
+        (_missing_handler, "lambdas.launcher has no function no_such_function"),
+        (_renamed_index, "global secondary index 'by-channel'"),
+    ],
+)
+def test_each_broken_invariant_is_reported(
+    breakage: Callable[[dict[str, Any]], None], reported: str, tmp_path: Path
+) -> None:
+    sam = _sam()
+    breakage(sam)
+    broken = tmp_path / "template.json"  # JSON is YAML: the parsed template, intrinsics and all, written back
+    broken.write_text(json.dumps(sam))
+    done = _check(broken)
+    assert done.returncode == 1 and reported in done.stderr, done.stderr
