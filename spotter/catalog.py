@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
-
-from pydantic import BaseModel, ConfigDict
 
 
 class CatalogError(ValueError):
     """A name the catalog does not know; the message lists what would work."""
 
 
-class GpuType(BaseModel):
-    model_config = ConfigDict(frozen=True)
+# Catalog entries are constants written here, not input: plain frozen dataclasses (no validation to pay for at
+# every cold start of the Slack function).
+@dataclass(frozen=True)
+class GpuType:
     instance_type: str
     gpu: str
     gpus: int
@@ -26,39 +27,55 @@ class GpuType(BaseModel):
 GPU_TYPES: dict[str, GpuType] = {
     t.instance_type: t
     for t in (
-        GpuType(instance_type="g4dn.xlarge", gpu="T4", gpus=1, gpu_memory_gib=16, arch="sm_75", on_demand_usd_hour=0.526),
-        GpuType(instance_type="g4dn.2xlarge", gpu="T4", gpus=1, gpu_memory_gib=16, arch="sm_75", on_demand_usd_hour=0.752),
-        GpuType(instance_type="g5.xlarge", gpu="A10G", gpus=1, gpu_memory_gib=24, arch="sm_86", on_demand_usd_hour=1.006),
-        GpuType(instance_type="g5.2xlarge", gpu="A10G", gpus=1, gpu_memory_gib=24, arch="sm_86", on_demand_usd_hour=1.212),
+        GpuType(
+            instance_type="g4dn.xlarge", gpu="T4", gpus=1, gpu_memory_gib=16, arch="sm_75", on_demand_usd_hour=0.526
+        ),
+        GpuType(
+            instance_type="g4dn.2xlarge", gpu="T4", gpus=1, gpu_memory_gib=16, arch="sm_75", on_demand_usd_hour=0.752
+        ),
+        GpuType(
+            instance_type="g5.xlarge", gpu="A10G", gpus=1, gpu_memory_gib=24, arch="sm_86", on_demand_usd_hour=1.006
+        ),
+        GpuType(
+            instance_type="g5.2xlarge", gpu="A10G", gpus=1, gpu_memory_gib=24, arch="sm_86", on_demand_usd_hour=1.212
+        ),
         GpuType(instance_type="g6.xlarge", gpu="L4", gpus=1, gpu_memory_gib=24, arch="sm_89", on_demand_usd_hour=0.805),
-        GpuType(instance_type="g6.2xlarge", gpu="L4", gpus=1, gpu_memory_gib=24, arch="sm_89", on_demand_usd_hour=0.978),
-        GpuType(instance_type="p3.2xlarge", gpu="V100", gpus=1, gpu_memory_gib=16, arch="sm_70", on_demand_usd_hour=3.06),
-        GpuType(instance_type="g4dn.12xlarge", gpu="T4", gpus=4, gpu_memory_gib=16, arch="sm_75", on_demand_usd_hour=3.912),
-        GpuType(instance_type="g5.12xlarge", gpu="A10G", gpus=4, gpu_memory_gib=24, arch="sm_86", on_demand_usd_hour=5.672),
-        GpuType(instance_type="g6.12xlarge", gpu="L4", gpus=4, gpu_memory_gib=24, arch="sm_89", on_demand_usd_hour=4.602),
+        GpuType(
+            instance_type="g6.2xlarge", gpu="L4", gpus=1, gpu_memory_gib=24, arch="sm_89", on_demand_usd_hour=0.978
+        ),
+        GpuType(
+            instance_type="p3.2xlarge", gpu="V100", gpus=1, gpu_memory_gib=16, arch="sm_70", on_demand_usd_hour=3.06
+        ),
+        GpuType(
+            instance_type="g4dn.12xlarge", gpu="T4", gpus=4, gpu_memory_gib=16, arch="sm_75", on_demand_usd_hour=3.912
+        ),
+        GpuType(
+            instance_type="g5.12xlarge", gpu="A10G", gpus=4, gpu_memory_gib=24, arch="sm_86", on_demand_usd_hour=5.672
+        ),
+        GpuType(
+            instance_type="g6.12xlarge", gpu="L4", gpus=4, gpu_memory_gib=24, arch="sm_89", on_demand_usd_hour=4.602
+        ),
     )
 }
 
 
-class GpuNeeds(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class GpuNeeds:
     min_gpu_memory_gib: int = 16
     count: int = 1
 
     def instance_types(self, gpus: int | None = None) -> list[str]:
         """The catalog's instance types that meet these needs, cheapest first."""
         want = gpus or self.count
-        fits = [
-            t for t in GPU_TYPES.values() if t.gpu_memory_gib >= self.min_gpu_memory_gib and t.gpus >= want
-        ]
+        fits = [t for t in GPU_TYPES.values() if t.gpu_memory_gib >= self.min_gpu_memory_gib and t.gpus >= want]
         # Prefer the smallest machine with enough GPUs, then the cheapest.
         fits.sort(key=lambda t: (t.gpus, t.on_demand_usd_hour))
         smallest = fits[0].gpus if fits else want
         return [t.instance_type for t in fits if t.gpus == smallest]
 
 
-class Dataset(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class Dataset:
     name: str
     description: str
     classes: tuple[str, ...]
@@ -66,14 +83,14 @@ class Dataset(BaseModel):
     version: str = "1"
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True)
+class Model:
     name: str
     description: str
     recipe: str
     unit: Literal["epoch", "iteration"]
     defaults: dict[str, int | float]
-    gpu: GpuNeeds = GpuNeeds()
+    gpu: GpuNeeds = field(default_factory=GpuNeeds)
 
 
 DATASETS: dict[str, Dataset] = {

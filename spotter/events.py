@@ -26,7 +26,8 @@ PHASES: tuple[str, ...] = ("install", "build", "data", "train", "evaluate", "upl
 class JobEvent(BaseModel):
     """Fields every event carries. `seq` orders one attempt's events (EventBridge does not)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Schemas build on first use: the Slack function's ack path never touches an event.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     detail_type: ClassVar[str]
     source: ClassVar[str]
 
@@ -86,7 +87,7 @@ class JobMetric(JobEvent):
 
 
 class Artifact(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     name: str
     key: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

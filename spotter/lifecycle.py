@@ -69,9 +69,15 @@ def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
     if isinstance(ev, JobPhase):
         target = JobStatus.UPLOADING if ev.phase == "upload" else JobStatus.RUNNING
         rec = _advance(store, rec, target, ev.attempt)
-        updated = store.record_phase(ev.job_id, ev.attempt, ev.phase, ev.seq) if ev.state in ("started", "cached") else None
-        return Outcome(updated or rec, changed=updated is not None or rec.status != before,
-                       status_changed=rec.status != before, phase_changed=updated is not None)
+        updated = (
+            store.record_phase(ev.job_id, ev.attempt, ev.phase, ev.seq) if ev.state in ("started", "cached") else None
+        )
+        return Outcome(
+            updated or rec,
+            changed=updated is not None or rec.status != before,
+            status_changed=rec.status != before,
+            phase_changed=updated is not None,
+        )
     if isinstance(ev, JobProgress):
         rec = _advance(store, rec, JobStatus.RUNNING, ev.attempt)
         updated = store.record_progress(ev)
@@ -84,7 +90,8 @@ def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
         return Outcome(rec)
     if isinstance(ev, JobError):
         rec = store.mark_failed(
-            ev.job_id, Failure(phase=ev.phase, kind=ev.kind, message=ev.message, last_lines=ev.last_lines),
+            ev.job_id,
+            Failure(phase=ev.phase, kind=ev.kind, message=ev.message, last_lines=ev.last_lines),
             attempt=ev.attempt,
         )
         return Outcome(rec, changed=True, status_changed=True)

@@ -55,9 +55,7 @@ class TrainParams(BaseModel):
         return self
 
 
-PARAM_KEYS: tuple[str, ...] = tuple(
-    f.alias or name for name, f in TrainParams.model_fields.items()
-)
+PARAM_KEYS: tuple[str, ...] = tuple(f.alias or name for name, f in TrainParams.model_fields.items())
 
 _PARAM_HELP: dict[str, str] = {
     "epochs": "a whole number from 1 to 10000, e.g. `epochs=50`",
@@ -115,7 +113,7 @@ def new_job_id(dataset: str, seed: str) -> str:
 class JobSpec(BaseModel):
     """A validated training request: the job record holds it, the agent runs it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     job_id: str = Field(pattern=JOB_ID_RE.pattern)
     dataset: str
@@ -173,7 +171,7 @@ def build_spec(
 class RunSpec(BaseModel):
     """What the agent on the instance reads from `jobs/<job>/job.json`: the job plus where to report."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     spec: JobSpec
     attempt: int = Field(ge=1)

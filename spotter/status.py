@@ -1,10 +1,10 @@
 """The job status enum and its allowed transitions (the one place they are defined).
 
-    QUEUED ─▶ LAUNCHING ─▶ RUNNING ─▶ UPLOADING ─▶ SUCCEEDED
-                 ▲  │          │           │
-                 │  └──────────┴───────────┴──▶ INTERRUPTED ─┐
-                 └───────────────────────────────────────────┘ (resume: same job, attempt + 1)
-    any non-terminal state ─▶ FAILED | CANCELLED
+QUEUED ─▶ LAUNCHING ─▶ RUNNING ─▶ UPLOADING ─▶ SUCCEEDED
+             ▲  │          │           │
+             │  └──────────┴───────────┴──▶ INTERRUPTED ─┐
+             └───────────────────────────────────────────┘ (resume: same job, attempt + 1)
+any non-terminal state ─▶ FAILED | CANCELLED
 """
 
 from __future__ import annotations

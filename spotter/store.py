@@ -53,7 +53,12 @@ class TransitionError(StoreError):
         self.job_id, self.current, self.target = job_id, current, target
 
 
-class Attempt(BaseModel):
+class _Record(BaseModel):
+    # Schemas build on first use: the Slack function's ack path never reads the store.
+    model_config = ConfigDict(defer_build=True)
+
+
+class Attempt(_Record):
     number: int
     instance_id: str | None = None
     instance_type: str | None = None
@@ -64,7 +69,7 @@ class Attempt(BaseModel):
     ended_at: float | None = None
 
 
-class Progress(BaseModel):
+class Progress(_Record):
     unit: str
     current: int
     total: int | None = None
@@ -78,7 +83,7 @@ class Progress(BaseModel):
         return min(1.0, self.current / self.total) if self.total else None
 
 
-class Metrics(BaseModel):
+class Metrics(_Record):
     current: int | None = None
     map50: float | None = None
     map50_95: float | None = None
@@ -86,21 +91,21 @@ class Metrics(BaseModel):
     recall: float | None = None
 
 
-class Failure(BaseModel):
+class Failure(_Record):
     phase: str
     kind: str
     message: str
     last_lines: list[str] = Field(default_factory=list)
 
 
-class SlackRef(BaseModel):
+class SlackRef(_Record):
     channel: str
     card_ts: str
     thread_ts: str
 
 
-class JobRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class JobRecord(_Record):
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     job_id: str
     status: JobStatus
@@ -179,6 +184,14 @@ class _Expr:
         self.sets.append(f"{path} = {self.v(value)}")
         return self
 
+    def newer(self, attempt: int, seq_attr: str, seq: int) -> str:
+        """Condition: the event is of this attempt and newer than the last recorded under `seq_attr`."""
+        self.set(seq_attr, seq)
+        return (
+            f"{self.n('attempt')} = {self.v(attempt)} AND (attribute_not_exists({self.n(seq_attr)}) "
+            f"OR {self.n(seq_attr)} < {self.v(seq)})"
+        )
+
     def args(self, condition: str) -> dict[str, Any]:
         return {
             "UpdateExpression": "SET " + ", ".join(self.sets),
@@ -205,8 +218,13 @@ class JobsStore:
         """Record a new QUEUED job; the same trigger twice raises DuplicateJob with the first record."""
         now = _now_iso()
         record = JobRecord(
-            job_id=spec.job_id, status=JobStatus.QUEUED, spec=spec, channel=spec.channel,
-            created_at=now, updated_at=now, trigger=trigger,
+            job_id=spec.job_id,
+            status=JobStatus.QUEUED,
+            spec=spec,
+            channel=spec.channel,
+            created_at=now,
+            updated_at=now,
+            trigger=trigger,
         )
         item = {k: _to_dynamo(v) for k, v in record.model_dump(mode="json", exclude_none=True).items()}
         try:
@@ -233,9 +251,12 @@ class JobsStore:
     def list_channel(self, channel: str, limit: int = 10) -> list[JobRecord]:
         """The channel's most recent jobs, newest first."""
         resp = self.db.query(
-            TableName=self.table, IndexName=CHANNEL_INDEX,
-            KeyConditionExpression="channel = :c", ExpressionAttributeValues={":c": {"S": channel}},
-            ScanIndexForward=False, Limit=limit,
+            TableName=self.table,
+            IndexName=CHANNEL_INDEX,
+            KeyConditionExpression="channel = :c",
+            ExpressionAttributeValues={":c": {"S": channel}},
+            ScanIndexForward=False,
+            Limit=limit,
         )
         return [_from_item(i) for i in resp.get("Items", [])]
 
@@ -252,7 +273,12 @@ class JobsStore:
         return _from_item(resp["Attributes"])
 
     def _transition(
-        self, job_id: str, target: JobStatus, e: _Expr | None = None, *, attempt: int | None = None,
+        self,
+        job_id: str,
+        target: JobStatus,
+        e: _Expr | None = None,
+        *,
+        attempt: int | None = None,
         attempt_before: int | None = None,
     ) -> JobRecord:
         """Move to `target` from one of its allowed sources (and, if given, only in that attempt)."""
@@ -278,8 +304,12 @@ class JobsStore:
 
     def mark_launching(self, job_id: str, attempt: int) -> JobRecord:
         """QUEUED|INTERRUPTED → LAUNCHING, opening attempt number `attempt` (the next one)."""
-        e = _Expr().set("attempt", attempt).set("phase", "launch").set("phase_seq", -1)
-        e.sets.append(f"{e.n('attempts')} = list_append({e.n('attempts')}, {e.v([Attempt(number=attempt, started_at=time.time()).model_dump()])})")
+        e = _Expr().set("attempt", attempt).set("phase", "launch")
+        for seq_attr in ("phase_seq", "progress_seq", "metric_seq"):  # a new attempt's agent counts from 0 again
+            e.set(seq_attr, -1)
+        e.sets.append(
+            f"{e.n('attempts')} = list_append({e.n('attempts')}, {e.v([Attempt(number=attempt, started_at=time.time()).model_dump()])})"
+        )
         return self._transition(job_id, JobStatus.LAUNCHING, e, attempt_before=attempt - 1)
 
     def mark_running(self, job_id: str, attempt: int) -> JobRecord:
@@ -309,7 +339,9 @@ class JobsStore:
 
     def mark_cancelled(self, job_id: str, by: str) -> JobRecord:
         """Any active status → CANCELLED by a person."""
-        e = _Expr().set("failure", Failure(phase="cancel", kind="cancelled", message=f"cancelled by <@{by}>").model_dump())
+        e = _Expr().set(
+            "failure", Failure(phase="cancel", kind="cancelled", message=f"cancelled by <@{by}>").model_dump()
+        )
         return self._transition(job_id, JobStatus.CANCELLED, e.set("finished_at", time.time()))
 
     def mark_interrupted(self, job_id: str, attempt: int) -> JobRecord:
@@ -323,9 +355,13 @@ class JobsStore:
     def record_launch(self, event: JobLaunched) -> JobRecord:
         """Fill in the current attempt's instance, as EC2 answered the launcher."""
         att = Attempt(
-            number=event.attempt, instance_id=event.instance_id, instance_type=event.instance_type,
-            availability_zone=event.availability_zone, market=event.market,
-            price_usd_hour=event.price_usd_hour, started_at=event.at,
+            number=event.attempt,
+            instance_id=event.instance_id,
+            instance_type=event.instance_type,
+            availability_zone=event.availability_zone,
+            market=event.market,
+            price_usd_hour=event.price_usd_hour,
+            started_at=event.at,
         )
         e = _Expr().set("attempts", att.model_dump(), index=event.attempt - 1)
         rec = self._apply(event.job_id, e, f"{e.n('attempt')} = {e.v(event.attempt)}")
@@ -335,35 +371,42 @@ class JobsStore:
 
     def record_phase(self, job_id: str, attempt: int, phase: str, seq: int) -> JobRecord | None:
         """The phase the agent is in; a late or repeated phase event (lower seq) changes nothing."""
-        e = _Expr().set("phase", phase).set("heartbeat_at", time.time()).set("phase_seq", seq)
-        cond = (f"{e.n('attempt')} = {e.v(attempt)} AND (attribute_not_exists({e.n('phase_seq')}) "
-                f"OR {e.n('phase_seq')} < {e.v(seq)})")
-        return self._apply(job_id, e, cond)
+        e = _Expr().set("phase", phase).set("heartbeat_at", time.time())
+        return self._apply(job_id, e, e.newer(attempt, "phase_seq", seq))
 
     def record_progress(self, event: JobProgress) -> JobRecord | None:
         """Newer progress of the current attempt replaces older; stale or foreign progress is dropped."""
-        p = Progress(unit=event.unit, current=event.current, total=event.total, loss=event.loss,
-                     eta_seconds=event.eta_seconds, seq=event.seq, at=event.at)
+        p = Progress(
+            unit=event.unit,
+            current=event.current,
+            total=event.total,
+            loss=event.loss,
+            eta_seconds=event.eta_seconds,
+            seq=event.seq,
+            at=event.at,
+        )
         e = _Expr().set("progress", p.model_dump()).set("heartbeat_at", time.time())
-        cond = (f"{e.n('attempt')} = {e.v(event.attempt)} AND (attribute_not_exists({e.n('progress')}) "
-                f"OR {e.n('progress')}.seq < {e.v(event.seq)} OR {e.n('progress')}.seq = {e.v(0)})")
-        return self._apply(event.job_id, e, cond)
+        return self._apply(event.job_id, e, e.newer(event.attempt, "progress_seq", event.seq))
 
     def record_metric(self, event: JobMetric) -> tuple[JobRecord | None, bool]:
         """Append a metric to the history; returns the record and whether it is a new best mAP50."""
-        m = Metrics(current=event.current, map50=event.map50, map50_95=event.map50_95,
-                    precision=event.precision, recall=event.recall)
-        e = _Expr().set("metrics", m.model_dump()).set("metric_seq", event.seq)
+        m = Metrics(
+            current=event.current,
+            map50=event.map50,
+            map50_95=event.map50_95,
+            precision=event.precision,
+            recall=event.recall,
+        )
+        e = _Expr().set("metrics", m.model_dump())
         hist = e.n("metric_history")
         e.sets.append(f"{hist} = list_append(if_not_exists({hist}, {e.v([])}), {e.v([m.model_dump()])})")
-        cond = (f"{e.n('attempt')} = {e.v(event.attempt)} AND (attribute_not_exists({e.n('metric_seq')}) "
-                f"OR {e.n('metric_seq')} < {e.v(event.seq)})")
-        rec = self._apply(event.job_id, e, cond)
+        rec = self._apply(event.job_id, e, e.newer(event.attempt, "metric_seq", event.seq))
         if rec is None or event.map50 is None:
             return rec, False
         b = _Expr().set("best", m.model_dump())
         best = self._apply(
-            event.job_id, b,
+            event.job_id,
+            b,
             f"attribute_not_exists({b.n('best')}.map50) OR {b.n('best')}.map50 < {b.v(event.map50)}",
         )
         return (best or rec), best is not None
@@ -375,8 +418,10 @@ class JobsStore:
     def claim_announcement(self, job_id: str, status: JobStatus) -> bool:
         """Take the right to tell the channel the job ended in `status` (once, whoever delivers the event)."""
         e = _Expr().set("announced", status.value)
-        cond = (f"{e.n('status')} = {e.v(status.value)} AND (attribute_not_exists({e.n('announced')}) "
-                f"OR {e.n('announced')} <> {e.v(status.value)})")
+        cond = (
+            f"{e.n('status')} = {e.v(status.value)} AND (attribute_not_exists({e.n('announced')}) "
+            f"OR {e.n('announced')} <> {e.v(status.value)})"
+        )
         return self._apply(job_id, e, cond) is not None
 
     def release_announcement(self, job_id: str) -> None:
@@ -387,6 +432,5 @@ class JobsStore:
         """Take the right to update the job card now, at most once per `interval` seconds per job."""
         now = time.time() if now is None else now
         e = _Expr().set("card_updated_at", now)
-        cond = (f"attribute_not_exists({e.n('card_updated_at')}) "
-                f"OR {e.n('card_updated_at')} <= {e.v(now - interval)}")
+        cond = f"attribute_not_exists({e.n('card_updated_at')}) OR {e.n('card_updated_at')} <= {e.v(now - interval)}"
         return self._apply(job_id, e, cond) is not None

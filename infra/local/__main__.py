@@ -24,9 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="a real CPU training end to end, printing the channel, ending with a JSON summary")
     run = sub.add_parser("run", help="run a scenario on a fresh local stack, printing JSON lines")
     run.add_argument("scenario", type=Path)
-    run.add_argument("--trainer", choices=("auto", "real", "standin"), default="auto",
-                     help="the framework on the instances: real Ultralytics (needs torch) or the stand-in "
-                          "that prints the real log format; auto picks real when it is installed")
+    run.add_argument(
+        "--trainer",
+        choices=("auto", "real", "standin"),
+        default="auto",
+        help="the framework on the instances: real Ultralytics (needs torch) or the stand-in "
+        "that prints the real log format; auto picks real when it is installed",
+    )
     args = p.parse_args(argv)
 
     if args.cmd == "demo":

@@ -52,13 +52,19 @@ def _patch_moto() -> None:
     def delete_launch_template_versions(self: Any) -> ActionResult:
         name = self._get_param("LaunchTemplateName")
         tid = self._get_param("LaunchTemplateId")
-        template = self.ec2_backend.get_launch_template(tid) if tid else self.ec2_backend.get_launch_template_by_name(name)
+        template = (
+            self.ec2_backend.get_launch_template(tid) if tid else self.ec2_backend.get_launch_template_by_name(name)
+        )
         deleted = []
         for v in self._get_param("LaunchTemplateVersion", []) or self._get_param("Versions", []):
             # moto numbers versions by list position, so the version keeps its place with its data emptied.
             template.get_version(int(v)).data = {}
-            deleted.append({"LaunchTemplateId": template.id, "LaunchTemplateName": template.name, "VersionNumber": int(v)})
-        return ActionResult({"SuccessfullyDeletedLaunchTemplateVersions": deleted, "UnsuccessfullyDeletedLaunchTemplateVersions": []})
+            deleted.append(
+                {"LaunchTemplateId": template.id, "LaunchTemplateName": template.name, "VersionNumber": int(v)}
+            )
+        return ActionResult(
+            {"SuccessfullyDeletedLaunchTemplateVersions": deleted, "UnsuccessfullyDeletedLaunchTemplateVersions": []}
+        )
 
     LaunchTemplates.delete_launch_template_versions = delete_launch_template_versions  # type: ignore[attr-defined]
 
@@ -124,8 +130,13 @@ class Resources:
 
 class _Resolver:
     def __init__(self, stack: str) -> None:
-        self.refs: dict[str, str] = {"AWS::StackName": stack, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
-                                     "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+        self.refs: dict[str, str] = {
+            "AWS::StackName": stack,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
         self.attrs: dict[tuple[str, str], str] = {}
 
     def __call__(self, value: Any) -> Any:
@@ -134,7 +145,7 @@ class _Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 ref = self.refs[arg]
                 return ref
@@ -167,7 +178,12 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
     res: dict[str, Any] = doc["Resources"]
     r = _Resolver(stack)
     ec2, s3, ddb = boto3.client("ec2"), boto3.client("s3"), boto3.client("dynamodb")
-    events, sqs, sm, iam = boto3.client("events"), boto3.client("sqs"), boto3.client("secretsmanager"), boto3.client("iam")
+    events, sqs, sm, iam = (
+        boto3.client("events"),
+        boto3.client("sqs"),
+        boto3.client("secretsmanager"),
+        boto3.client("iam"),
+    )
 
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     subnets = sorted(
@@ -188,7 +204,9 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         elif kind == "AWS::DynamoDB::Table":
             name = f"{stack}-{logical.lower()}"
             ddb.create_table(
-                TableName=name, BillingMode=props["BillingMode"], KeySchema=props["KeySchema"],
+                TableName=name,
+                BillingMode=props["BillingMode"],
+                KeySchema=props["KeySchema"],
                 AttributeDefinitions=props["AttributeDefinitions"],
                 GlobalSecondaryIndexes=props.get("GlobalSecondaryIndexes", []),
             )
@@ -204,9 +222,13 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         props = spec.get("Properties", {})
         if spec["Type"] == "AWS::IAM::Role":
             name = f"{stack}-{logical}"
-            arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))["Role"]["Arn"]
+            arn = iam.create_role(
+                RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"])
+            )["Role"]["Arn"]
             for pol in props.get("Policies", []):
-                iam.put_role_policy(RoleName=name, PolicyName=pol["PolicyName"], PolicyDocument=json.dumps(r(pol["PolicyDocument"])))
+                iam.put_role_policy(
+                    RoleName=name, PolicyName=pol["PolicyName"], PolicyDocument=json.dumps(r(pol["PolicyDocument"]))
+                )
             r.refs[logical], r.attrs[(logical, "Arn")] = name, arn
     for logical, spec in res.items():
         props = spec.get("Properties", {})
@@ -217,12 +239,16 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
                 iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
             r.refs[logical], r.attrs[(logical, "Arn")] = name, arn
         elif spec["Type"] == "AWS::EC2::SecurityGroup":
-            gid = ec2.create_security_group(GroupName=f"{stack}-{logical}", Description=props["GroupDescription"], VpcId=vpc)["GroupId"]
+            gid = ec2.create_security_group(
+                GroupName=f"{stack}-{logical}", Description=props["GroupDescription"], VpcId=vpc
+            )["GroupId"]
             r.refs[logical] = gid
     for logical, spec in res.items():
         if spec["Type"] == "AWS::EC2::LaunchTemplate":
             props = r(spec["Properties"])
-            lt = ec2.create_launch_template(LaunchTemplateName=props["LaunchTemplateName"], LaunchTemplateData=props["LaunchTemplateData"])
+            lt = ec2.create_launch_template(
+                LaunchTemplateName=props["LaunchTemplateName"], LaunchTemplateData=props["LaunchTemplateData"]
+            )
             r.refs[logical] = lt["LaunchTemplate"]["LaunchTemplateId"]
 
     globals_env = doc.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
@@ -248,7 +274,12 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         functions[logical] = fn
 
     return Resources(
-        stack=stack, table=r.refs["JobsTable"], bucket=r.refs["ArtifactsBucket"], bus_name=r.refs["EventBus"],
-        secret_id=r.refs["SlackSecret"], launch_template_id=r.refs["LaunchTemplate"],
-        subnets=[s for _, s in subnets], functions=functions,
+        stack=stack,
+        table=r.refs["JobsTable"],
+        bucket=r.refs["ArtifactsBucket"],
+        bus_name=r.refs["EventBus"],
+        secret_id=r.refs["SlackSecret"],
+        launch_template_id=r.refs["LaunchTemplate"],
+        subnets=[s for _, s in subnets],
+        functions=functions,
     )

@@ -23,8 +23,13 @@ from spotter.status import JobStatus
 
 DEMO_COMMAND = "shapes yolov8n"
 TIMEOUT_SECONDS = 900
-_SHOWN = {"chat.postMessage": "posted", "chat.update": "card updated", "chat.postEphemeral": "ephemeral",
-          "response": "reply to /train", "files.completeUploadExternal": "file shared"}
+_SHOWN = {
+    "chat.postMessage": "posted",
+    "chat.update": "card updated",
+    "chat.postEphemeral": "ephemeral",
+    "response": "reply to /train",
+    "files.completeUploadExternal": "file shared",
+}
 
 
 class ChannelPrinter:
@@ -42,8 +47,13 @@ class ChannelPrinter:
         stamp = f"[{time.monotonic() - self._t0:6.1f}s]"
         if "slack" in record and record["slack"] in _SHOWN and self._stack:
             args = record.get("args", {})
-            msg = Message(channel=str(args.get("channel", "")), ts="", text=str(args.get("text", "")), user="",
-                          blocks=args.get("blocks") or [])
+            msg = Message(
+                channel=str(args.get("channel", "")),
+                ts="",
+                text=str(args.get("text", "")),
+                user="",
+                blocks=args.get("blocks") or [],
+            )
             where = "thread reply" if args.get("thread_ts") else _SHOWN[record["slack"]]
             body = self._stack[0].slack.render(msg)
             self.say(f"{stamp} #{args.get('channel', 'you')} · {where}\n" + textwrap.indent(body, "    │ "))
@@ -94,12 +104,22 @@ def demo(out: TextIO, lambda_log: Path) -> int:
     printer = ChannelPrinter(ref, out)
     stack = LocalStack(trainer="real", emit=printer, progress_interval=2.0)
     ref.append(stack)
-    summary: dict[str, Any] = {"job": None, "status": None, "map50": None, "weights_url": None,
-                               "weights_sha256_verified": False, "instance_state": None, "attempts": 0, "seconds": None}
+    summary: dict[str, Any] = {
+        "job": None,
+        "status": None,
+        "map50": None,
+        "weights_url": None,
+        "weights_sha256_verified": False,
+        "instance_state": None,
+        "attempts": 0,
+        "seconds": None,
+    }
     try:
         stack.start()
-        printer.say(f"Local stack up: moto at {stack.moto.endpoint}, Slack stand-in at {stack.slack.url}; "
-                    f"Lambda logs in {lambda_log}")
+        printer.say(
+            f"Local stack up: moto at {stack.moto.endpoint}, Slack stand-in at {stack.slack.url}; "
+            f"Lambda logs in {lambda_log}"
+        )
         printer.say(f"/train {DEMO_COMMAND}   (typed by <@{DEFAULT_USER}> in #{DEFAULT_CHANNEL})")
         stack.slash(DEMO_COMMAND)
         if not stack.jobs:
@@ -113,8 +133,9 @@ def demo(out: TextIO, lambda_log: Path) -> int:
             print(f"! {e}", file=sys.stderr)
         stack.settle()
         rec = stack.store.get(job)
-        summary.update(status=rec.status.value, map50=rec.metrics.map50 if rec.metrics else None,
-                       attempts=len(rec.attempts))
+        summary.update(
+            status=rec.status.value, map50=rec.metrics.map50 if rec.metrics else None, attempts=len(rec.attempts)
+        )
         states = {i["instance_id"]: i["state"] for i in stack.instances()}
         att = rec.current_attempt
         summary["instance_state"] = states.get(att.instance_id or "") if att else None
@@ -128,5 +149,9 @@ def demo(out: TextIO, lambda_log: Path) -> int:
         stack.stop()
         summary["seconds"] = round(time.monotonic() - started, 1)
         printer.say(json.dumps(summary))
-    ok = summary["status"] == "SUCCEEDED" and summary["weights_sha256_verified"] and summary["instance_state"] == "terminated"
+    ok = (
+        summary["status"] == "SUCCEEDED"
+        and summary["weights_sha256_verified"]
+        and summary["instance_state"] == "terminated"
+    )
     return 0 if ok else 1

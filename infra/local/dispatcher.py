@@ -49,7 +49,9 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 resp = self._sqs.receive_message(
-                    QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=POLL_SECONDS,
+                    QueueUrl=queue,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=POLL_SECONDS,
                     MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 )
             except Exception as e:  # the stack is shutting down or moto hiccuped: keep polling until stopped
@@ -67,20 +69,39 @@ class Dispatcher:
         try:
             event = json.loads(msg["Body"])
             receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            self._emit({
-                "aws": "event delivered", "function": name, "detail-type": event.get("detail-type"),
-                "source": event.get("source"), "job": (event.get("detail") or {}).get("job_id"), "try": receives,
-            })
+            self._emit(
+                {
+                    "aws": "event delivered",
+                    "function": name,
+                    "detail-type": event.get("detail-type"),
+                    "source": event.get("source"),
+                    "job": (event.get("detail") or {}).get("job_id"),
+                    "try": receives,
+                }
+            )
             try:
                 handler(event, LambdaContext(function_name=name))
             except Exception as e:
                 if receives >= MAX_RECEIVES:
-                    self._emit({"aws": "event dropped", "function": name, "detail-type": event.get("detail-type"),
-                                "error": f"{type(e).__name__}: {e}"})
+                    self._emit(
+                        {
+                            "aws": "event dropped",
+                            "function": name,
+                            "detail-type": event.get("detail-type"),
+                            "error": f"{type(e).__name__}: {e}",
+                        }
+                    )
                     self._sqs.delete_message(QueueUrl=queue, ReceiptHandle=msg["ReceiptHandle"])
                 else:
-                    self._emit({"aws": "handler failed", "function": name, "detail-type": event.get("detail-type"),
-                                "error": f"{type(e).__name__}: {e}", "retry": True})
+                    self._emit(
+                        {
+                            "aws": "handler failed",
+                            "function": name,
+                            "detail-type": event.get("detail-type"),
+                            "error": f"{type(e).__name__}: {e}",
+                            "retry": True,
+                        }
+                    )
                 return
             self._sqs.delete_message(QueueUrl=queue, ReceiptHandle=msg["ReceiptHandle"])
         finally:

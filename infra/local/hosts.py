@@ -123,8 +123,14 @@ class HostRunner:
                     elif host is not None and not host.terminated and state in ("shutting-down", "terminated"):
                         self._kill(host)
                         host.terminated = True
-                        self._emit({"aws": "instance terminated", "instance_id": iid, "job": host.job,
-                                    "reason": "terminated in EC2"})
+                        self._emit(
+                            {
+                                "aws": "instance terminated",
+                                "instance_id": iid,
+                                "job": host.job,
+                                "reason": "terminated in EC2",
+                            }
+                        )
 
     def _boot(self, inst: dict[str, Any]) -> None:
         iid = inst["InstanceId"]
@@ -136,14 +142,28 @@ class HostRunner:
         (root / "bin").mkdir(parents=True, exist_ok=True)
         (root / "home").mkdir(exist_ok=True)
         az = inst["Placement"]["AvailabilityZone"]
-        imds = Imds(instance_id=iid, instance_type=inst["InstanceType"], availability_zone=az, user_data=user_data,
-                    tags=tags, on_power=functools.partial(self._power, iid)).start()
+        imds = Imds(
+            instance_id=iid,
+            instance_type=inst["InstanceType"],
+            availability_zone=az,
+            user_data=user_data,
+            tags=tags,
+            on_power=functools.partial(self._power, iid),
+        ).start()
         host = Host(instance_id=iid, job=job, root=root, imds=imds)
         with self._lock:
             self.hosts[iid] = host
         market = inst.get("InstanceLifecycle", "on-demand")
-        self._emit({"aws": "instance launched", "instance_id": iid, "job": job, "instance_type": inst["InstanceType"],
-                    "market": market, "availability_zone": az})
+        self._emit(
+            {
+                "aws": "instance launched",
+                "instance_id": iid,
+                "job": job,
+                "instance_type": inst["InstanceType"],
+                "market": market,
+                "availability_zone": az,
+            }
+        )
         if not user_data:
             return  # an instance without user data just idles, as it would in EC2
         for name, fixed in (("shutdown", ""), ("poweroff", "now"), ("halt", "now")):
@@ -153,7 +173,9 @@ class HostRunner:
         script = root / "user-data"
         script.write_text(user_data)
         env = {
-            "PATH": os.pathsep.join([str(root / "bin"), str(self.image.python_bin), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "PATH": os.pathsep.join(
+                [str(root / "bin"), str(self.image.python_bin), "/usr/local/bin", "/usr/bin", "/bin"]
+            ),
             "HOME": str(root / "home"),
             "LANG": "C.UTF-8",
             "SPOTTER_HOME": str(root / "opt" / "spotter"),
@@ -163,8 +185,13 @@ class HostRunner:
         }
         console = (root / "console.log").open("ab")
         host.process = subprocess.Popen(
-            ["/bin/bash", str(script)], cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=console,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            ["/bin/bash", str(script)],
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         console.close()
 

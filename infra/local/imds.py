@@ -20,8 +20,14 @@ TOKEN_MAX_TTL = 21600
 
 class Imds:
     def __init__(
-        self, *, instance_id: str, instance_type: str, availability_zone: str, user_data: str,
-        tags: dict[str, str], on_power: Callable[[list[str]], None],
+        self,
+        *,
+        instance_id: str,
+        instance_type: str,
+        availability_zone: str,
+        user_data: str,
+        tags: dict[str, str],
+        on_power: Callable[[list[str]], None],
     ) -> None:
         self.meta: dict[str, str] = {
             "instance-id": instance_id,

@@ -44,7 +44,9 @@ class LocalLambdaClient:
     on_error: Callable[[str, BaseException], None] | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def invoke(self, FunctionName: str, InvocationType: str = "RequestResponse", Payload: Any = b"{}", **_: Any) -> dict[str, Any]:
+    def invoke(
+        self, FunctionName: str, InvocationType: str = "RequestResponse", Payload: Any = b"{}", **_: Any
+    ) -> dict[str, Any]:
         name = FunctionName.rsplit(":", 1)[-1]
         handler = self.handlers[name]
         event = json.loads(Payload) if isinstance(Payload, (str, bytes, bytearray)) else Payload

@@ -80,7 +80,7 @@ def load(path: Path) -> list[_Step]:
     steps: list[_Step] = []
     for i, item in enumerate(raw, 1):
         if not isinstance(item, dict) or not item:
-            raise ScenarioError(f"step {i}: a step is a mapping such as `slash: \"/train …\"`")
+            raise ScenarioError(f'step {i}: a step is a mapping such as `slash: "/train …"`')
         kind = next(iter(item))
         cls = _STEP_TYPES.get(kind)
         if cls is None:
@@ -127,8 +127,14 @@ def run(stack: LocalStack, steps: list[_Step]) -> int:
             time.sleep(step.sleep)
         elif isinstance(step, Inject):
             f = step.inject.slack
-            stack.slack.fail(f.method, status=f.status or 500, retry_after=f.retry_after, for_seconds=f.for_seconds,
-                             times=f.times, hang_seconds=f.hang_seconds)
+            stack.slack.fail(
+                f.method,
+                status=f.status or 500,
+                retry_after=f.retry_after,
+                for_seconds=f.for_seconds,
+                times=f.times,
+                hang_seconds=f.hang_seconds,
+            )
             stack.emit({"scenario": "injected", "slack": f.model_dump(exclude_none=True)})
     return 0
 

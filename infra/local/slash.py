@@ -19,22 +19,26 @@ def sign(secret: str, timestamp: str, body: str) -> str:
     return f"v0={mac}"
 
 
-def slash_body(*, command: str, text: str, user: str, channel: str, team: str, response_url: str, trigger_id: str) -> str:
-    return urlencode({
-        "token": "local-verification-token",
-        "team_id": team,
-        "team_domain": "spotter-local",
-        "channel_id": channel,
-        "channel_name": "ml-training",
-        "user_id": user,
-        "user_name": user.lower(),
-        "command": command,
-        "text": text,
-        "api_app_id": "A0SPOTTER",
-        "is_enterprise_install": "false",
-        "response_url": response_url,
-        "trigger_id": trigger_id,
-    })
+def slash_body(
+    *, command: str, text: str, user: str, channel: str, team: str, response_url: str, trigger_id: str
+) -> str:
+    return urlencode(
+        {
+            "token": "local-verification-token",
+            "team_id": team,
+            "team_domain": "spotter-local",
+            "channel_id": channel,
+            "channel_name": "ml-training",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0SPOTTER",
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": trigger_id,
+        }
+    )
 
 
 def new_trigger_id() -> str:
@@ -60,8 +64,13 @@ def function_url_event(body: str, headers: dict[str, str]) -> dict[str, Any]:
             "accountId": "anonymous",
             "apiId": "spotter-local",
             "domainName": "spotter-local.lambda-url.us-east-1.on.aws",
-            "http": {"method": "POST", "path": "/slack/events", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                     "userAgent": "Slackbot 1.0"},
+            "http": {
+                "method": "POST",
+                "path": "/slack/events",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "Slackbot 1.0",
+            },
             "requestId": str(uuid.uuid4()),
             "routeKey": "$default",
             "stage": "$default",

@@ -51,7 +51,12 @@ def _import(path: str) -> Handler:
 
 class LocalStack:
     def __init__(
-        self, *, trainer: Trainer, emit: Emit, progress_interval: float = 1.0, standin_epoch_seconds: float = 0.3,
+        self,
+        *,
+        trainer: Trainer,
+        emit: Emit,
+        progress_interval: float = 1.0,
+        standin_epoch_seconds: float = 0.3,
         image_environ: dict[str, str] | None = None,
     ) -> None:
         self.trainer = trainer
@@ -83,7 +88,9 @@ class LocalStack:
         reset_clients()
         self.slack = SlackStandIn(on_call=self.emit).start()
         self.signing_secret = secrets.token_hex(16)
-        self.resources: Resources = provision({"bot_token": self.slack.bot_token, "signing_secret": self.signing_secret})
+        self.resources: Resources = provision(
+            {"bot_token": self.slack.bot_token, "signing_secret": self.signing_secret}
+        )
         os.environ.update(self.resources.environment())
         os.environ["SPOTTER_SLACK_API_URL"] = self.slack.api_url
         self._publish_agent()
@@ -103,7 +110,9 @@ class LocalStack:
                 self.dispatcher.route(fn.name, queue, _import(fn.handler))
 
         image = Image(python_bin=Path(sys.executable).parent, environ=self._image_environ)
-        self.hosts = HostRunner(root=self._root / "instances", image=image, aws_environ=self.moto.environ(), emit=self.emit)
+        self.hosts = HostRunner(
+            root=self._root / "instances", image=image, aws_environ=self.moto.environ(), emit=self.emit
+        )
         self.hosts.start()
         self._started = True
         return self
@@ -140,7 +149,12 @@ class LocalStack:
     # -- what a person does ------------------------------------------------------------------------
 
     def slash(
-        self, text: str, *, user: str = DEFAULT_USER, channel: str = DEFAULT_CHANNEL, signature: Signature | Literal["replay"] = "valid",
+        self,
+        text: str,
+        *,
+        user: str = DEFAULT_USER,
+        channel: str = DEFAULT_CHANNEL,
+        signature: Signature | Literal["replay"] = "valid",
         command: str = "/train",
     ) -> dict[str, Any]:
         """Post a slash command to the Slack function as Slack would; returns the HTTP response."""
@@ -150,8 +164,15 @@ class LocalStack:
             event = self._last_slash
         else:
             trigger = new_trigger_id()
-            body = slash_body(command=command, text=text, user=user, channel=channel, team=TEAM,
-                              response_url=self.slack.new_response_url(command, channel, user), trigger_id=trigger)
+            body = slash_body(
+                command=command,
+                text=text,
+                user=user,
+                channel=channel,
+                team=TEAM,
+                response_url=self.slack.new_response_url(command, channel, user),
+                trigger_id=trigger,
+            )
             event = signed_event(self.signing_secret, body, signature)
             self._last_slash = event
         before = {r.job_id for r in self.store.list_channel(channel, limit=100)}
@@ -201,15 +222,22 @@ class LocalStack:
 
     def instances(self) -> list[dict[str, str]]:
         out = []
-        pages = boto3.client("ec2").get_paginator("describe_instances").paginate(
-            Filters=[{"Name": "tag-key", "Values": [JOB_TAG]}]
+        pages = (
+            boto3.client("ec2")
+            .get_paginator("describe_instances")
+            .paginate(Filters=[{"Name": "tag-key", "Values": [JOB_TAG]}])
         )
         for page in pages:
             for res in page["Reservations"]:
                 for inst in res["Instances"]:
                     tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
-                    out.append({"instance_id": inst["InstanceId"], "job": tags.get(JOB_TAG, ""),
-                                "state": inst["State"]["Name"]})
+                    out.append(
+                        {
+                            "instance_id": inst["InstanceId"],
+                            "job": tags.get(JOB_TAG, ""),
+                            "state": inst["State"]["Name"],
+                        }
+                    )
         return out
 
     def final(self) -> dict[str, Any]:
@@ -217,16 +245,22 @@ class LocalStack:
         jobs = []
         for job in self.jobs:
             rec = self.store.get(job)
-            jobs.append({
-                "job": job,
-                "status": rec.status.value,
-                "attempts": [
-                    {"instance_id": a.instance_id, "instance_type": a.instance_type, "market": a.market,
-                     "state": states.get(a.instance_id or "")}
-                    for a in rec.attempts
-                ],
-                "map50": rec.metrics.map50 if rec.metrics else None,
-                "best_map50": rec.best.map50 if rec.best else None,
-                "artifacts": [a.model_dump() for a in rec.artifacts],
-            })
+            jobs.append(
+                {
+                    "job": job,
+                    "status": rec.status.value,
+                    "attempts": [
+                        {
+                            "instance_id": a.instance_id,
+                            "instance_type": a.instance_type,
+                            "market": a.market,
+                            "state": states.get(a.instance_id or ""),
+                        }
+                        for a in rec.attempts
+                    ],
+                    "map50": rec.metrics.map50 if rec.metrics else None,
+                    "best_map50": rec.best.map50 if rec.best else None,
+                    "artifacts": [a.model_dump() for a in rec.artifacts],
+                }
+            )
         return {"jobs": jobs, "instances": self.instances()}

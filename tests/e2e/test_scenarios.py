@@ -40,7 +40,10 @@ class Run:
 def run(scenario: Path | str, *extra: str, timeout: float = 400) -> Run:
     proc = subprocess.run(
         [sys.executable, "-m", "infra.local", "run", "--trainer", "standin", *extra, str(scenario)],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return Run(proc.returncode, lines, proc.stderr)
@@ -58,10 +61,20 @@ def test_a_job_trains_reports_and_cleans_up() -> None:
     assert job["best_map50"] >= 0.8 and job["map50"] >= 0.8
     (attempt,) = job["attempts"]
     assert attempt["market"] == "spot" and attempt["state"] == "terminated"
-    assert attempt["instance_type"] in {"g4dn.xlarge", "g4dn.2xlarge", "g6.xlarge", "g5.xlarge", "g6.2xlarge", "g5.2xlarge", "p3.2xlarge"}
+    assert attempt["instance_type"] in {
+        "g4dn.xlarge",
+        "g4dn.2xlarge",
+        "g6.xlarge",
+        "g5.xlarge",
+        "g6.2xlarge",
+        "g5.2xlarge",
+        "p3.2xlarge",
+    }
     names = {a["name"] for a in job["artifacts"]}
     assert {"best", "last"} <= {n.split(".")[0] for n in names}
-    assert all(len(a["sha256"]) == 64 and a["key"].startswith(f"jobs/{job['job']}/artifacts/") for a in job["artifacts"])
+    assert all(
+        len(a["sha256"]) == 64 and a["key"].startswith(f"jobs/{job['job']}/artifacts/") for a in job["artifacts"]
+    )
     assert r.final["instances"] == [{"instance_id": attempt["instance_id"], "job": job["job"], "state": "terminated"}]
 
     # The channel: one card, updated in place; replies in its thread; the ack was ephemeral and immediate.
@@ -130,7 +143,7 @@ def test_a_wait_that_times_out_exits_1_with_the_final_line(tmp_path: Path) -> No
     [
         (None, "cannot read scenario"),
         ("- shout: hi\n", "unknown step `shout`"),
-        ("- slash: \"/train x y\"\n  colour: red\n", "colour"),
+        ('- slash: "/train x y"\n  colour: red\n', "colour"),
         ("- wait: {job: last, status: DONE}\n", "status"),
         ("just text\n", "a non-empty YAML list"),
         ("- fire_schedule: all\n", "not supported by this local stack yet"),
@@ -154,8 +167,9 @@ demo_env = pytest.mark.skipif(
 @pytest.mark.demo_env
 @demo_env
 def test_the_demo_trains_for_real() -> None:
-    proc = subprocess.run([sys.executable, "-m", "infra.local", "demo"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, "-m", "infra.local", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=1200
+    )
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert summary["status"] == "SUCCEEDED" and summary["map50"] >= 0.8

@@ -33,11 +33,13 @@ def make_spec(seed: str = "t1", dataset: str = "shapes", model: str = "yolov8n",
 def force_status(store: JobsStore, job_id: str, status: JobStatus, attempt: int = 1) -> None:
     """Put a job in any state directly (test set-up only; product code goes through the transitions)."""
     store.db.update_item(
-        TableName=store.table, Key={"job_id": {"S": job_id}},
+        TableName=store.table,
+        Key={"job_id": {"S": job_id}},
         UpdateExpression="SET #s = :s, attempt = :a, attempts = :l",
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={
-            ":s": {"S": status.value}, ":a": {"N": str(attempt)},
+            ":s": {"S": status.value},
+            ":a": {"N": str(attempt)},
             ":l": {"L": [{"M": {"number": {"N": str(attempt)}}}]},
         },
     )

@@ -41,16 +41,32 @@ def test_launch_is_recorded_on_the_attempt(store: JobsStore) -> None:
     spec = make_spec(seed="l")
     store.create(spec, trigger="l")
     store.mark_launching(spec.job_id, 1)
-    rec = store.record_launch(JobLaunched(job_id=spec.job_id, attempt=1, instance_id="i-1", instance_type="g4dn.xlarge",
-                                          availability_zone="us-east-1a", market="spot", price_usd_hour=0.21))
+    rec = store.record_launch(
+        JobLaunched(
+            job_id=spec.job_id,
+            attempt=1,
+            instance_id="i-1",
+            instance_type="g4dn.xlarge",
+            availability_zone="us-east-1a",
+            market="spot",
+            price_usd_hour=0.21,
+        )
+    )
     att = rec.current_attempt
-    assert att and (att.instance_id, att.instance_type, att.market, att.price_usd_hour) == ("i-1", "g4dn.xlarge", "spot", 0.21)
+    assert att and (att.instance_id, att.instance_type, att.market, att.price_usd_hour) == (
+        "i-1",
+        "g4dn.xlarge",
+        "spot",
+        0.21,
+    )
 
 
 def test_progress_never_goes_backwards(store: JobsStore) -> None:
     job = _running(store)
+
     def p(seq: int, cur: int) -> JobProgress:
         return JobProgress(job_id=job, attempt=1, seq=seq, unit="epoch", current=cur, total=20, loss=1.5)
+
     assert store.record_progress(p(5, 3)) is not None
     assert store.record_progress(p(4, 2)) is None  # late delivery of an older event
     assert store.record_progress(JobProgress(job_id=job, attempt=2, seq=9, unit="epoch", current=9, total=20)) is None
@@ -60,8 +76,10 @@ def test_progress_never_goes_backwards(store: JobsStore) -> None:
 
 def test_best_map_and_history(store: JobsStore) -> None:
     job = _running(store)
+
     def m(seq: int, cur: int, v: float) -> JobMetric:
         return JobMetric(job_id=job, attempt=1, seq=seq, unit="epoch", current=cur, map50=v, map50_95=v / 2)
+
     assert store.record_metric(m(1, 1, 0.3))[1] is True
     assert store.record_metric(m(2, 2, 0.6))[1] is True
     assert store.record_metric(m(3, 3, 0.5))[1] is False
@@ -78,3 +96,17 @@ def test_card_slot_at_most_once_per_interval(store: JobsStore) -> None:
     assert not store.claim_card_slot(job, 10, now=1005.0)
     assert store.claim_card_slot(job, 10, now=1010.0)
     assert not store.claim_card_slot("no-such-job", 10, now=2000.0)
+
+
+def test_a_new_attempt_reports_afresh(store: JobsStore) -> None:
+    job = _running(store, "resumed")
+    store.record_progress(JobProgress(job_id=job, attempt=1, seq=900, unit="epoch", current=9, total=20))
+    store.record_metric(JobMetric(job_id=job, attempt=1, seq=901, unit="epoch", current=9, map50=0.4))
+    store.mark_interrupted(job, 1)
+    store.mark_launching(job, 2)
+    store.mark_running(job, 2)
+    # the new agent's sequence starts over: its first events must count
+    assert store.record_progress(JobProgress(job_id=job, attempt=2, seq=1, unit="epoch", current=10, total=20))
+    rec, _ = store.record_metric(JobMetric(job_id=job, attempt=2, seq=2, unit="epoch", current=10, map50=0.5))
+    assert rec is not None and rec.metrics is not None and rec.metrics.map50 == 0.5
+    assert store.record_phase(job, 2, "train", seq=3) is not None

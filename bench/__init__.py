@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): figures for targets that tests must not time."""

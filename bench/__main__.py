@@ -1,0 +1,128 @@
+"""`make bench`: the Slack function's ack latency (warm p50/p99 over 200 signed `/train` requests) and its
+cold start (fresh interpreter: imports + first request) against a bare bolt app with the same imports.
+
+Targets: warm p99 under 10 ms; cold start at most 1.3x the bare app's. The figures print as a table and
+as one JSON line. The ack is measured through the real Lambda handler on the local stack's AWS (moto) and
+Slack stand-in; lazy listeners' self-invocations are accepted and dropped, as they are not part of the ack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+WARM_REQUESTS = 200
+COLD_RUNS = 15
+WARM_P99_TARGET_MS = 10.0
+COLD_RATIO_TARGET = 1.3
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    import logging
+
+    from bench.cold import _Discard
+    from infra.local.aws import MotoServer, provision
+    from infra.local.invoke import LambdaContext
+    from infra.local.slack import SlackStandIn
+    from infra.local.slash import new_trigger_id, signed_event, slash_body
+    from spotter.aws import reset_clients
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    moto = MotoServer().start()
+    os.environ.update(moto.environ())
+    reset_clients()
+    slack = SlackStandIn().start()
+    creds = {"bot_token": slack.bot_token, "signing_secret": "bench-signing-secret"}
+    resources = provision(creds)
+    os.environ.update(resources.environment())
+    os.environ["SPOTTER_SLACK_API_URL"] = slack.api_url
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+
+    def event() -> dict[str, Any]:
+        body = slash_body(
+            command="/train",
+            text="shapes yolov8n epochs=5",
+            user="U0BENCH",
+            channel="C0BENCH",
+            team="T0SPOTTER",
+            response_url=slack.new_response_url("/train", "C0BENCH", "U0BENCH"),
+            trigger_id=new_trigger_id(),
+        )
+        return signed_event(creds["signing_secret"], body)
+
+    # -- warm ack latency, in this process ----------------------------------------------------------------------
+    import bot.app
+
+    bot.app.set_lambda_client(_Discard())
+    ctx: Any = LambdaContext(function_name="spotter-slack")
+    events = [event() for _ in range(WARM_REQUESTS + 1)]
+    assert bot.app.handler(events[0], ctx)["statusCode"] == 200  # the cold one, not counted
+    slack_calls = len(slack.calls)
+    warm: list[float] = []
+    for ev in events[1:]:
+        t = time.perf_counter()
+        resp = bot.app.handler(ev, ctx)
+        warm.append((time.perf_counter() - t) * 1000)
+        assert resp["statusCode"] == 200, resp
+    assert len(slack.calls) == slack_calls, "the ack path called Slack"
+
+    # -- cold start, fresh interpreters -------------------------------------------------------------------------
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0"}
+
+    def cold(kind: str, **extra: str) -> float:
+        run_env = {**env, "BENCH_EVENT": json.dumps(event()), **extra}
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "bench.cold", kind], env=run_env, capture_output=True, text=True)
+        elapsed = (time.perf_counter() - t) * 1000
+        if out.returncode != 0:
+            raise SystemExit(f"cold start of {kind} failed: {out.stderr[-800:]}")
+        return elapsed
+
+    cold("spotter"), cold("bare")  # warm the page cache and .pyc files for both
+    ours, bare, bare_env = [], [], []
+    for _ in range(COLD_RUNS):  # interleaved, so machine noise falls on both alike
+        ours.append(cold("spotter"))
+        bare.append(cold("bare"))
+        bare_env.append(cold("bare", BENCH_SECRET_FROM="env", BENCH_SECRET_JSON=json.dumps(creds)))
+    slack.stop()
+    moto.stop()
+
+    p50, p99 = _percentile(warm, 0.50), _percentile(warm, 0.99)
+    cold_ours, cold_bare, cold_bare_env = statistics.median(ours), statistics.median(bare), statistics.median(bare_env)
+    ratio = cold_ours / cold_bare
+    targets = {"warm_p99_under_10ms": p99 < WARM_P99_TARGET_MS, "cold_at_most_1_3x": ratio <= COLD_RATIO_TARGET}
+    figures = {
+        "warm_ack_ms": {"p50": round(p50, 2), "p99": round(p99, 2), "max": round(max(warm), 2), "requests": len(warm)},
+        "cold_start_ms": {
+            "spotter": round(cold_ours),
+            "bare_bolt": round(cold_bare),
+            "bare_bolt_secret_in_env": round(cold_bare_env),
+            "runs": COLD_RUNS,
+        },
+        "cold_ratio": round(ratio, 3),
+        "targets_met": {
+            "warm_p99_under_10ms": p99 < WARM_P99_TARGET_MS,
+            "cold_at_most_1_3x": ratio <= COLD_RATIO_TARGET,
+        },
+    }
+    print(f"warm ack  p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   (target p99 < {WARM_P99_TARGET_MS:g} ms)")
+    print(
+        f"cold start spotter {cold_ours:6.0f} ms   bare bolt {cold_bare:6.0f} ms   ratio {ratio:.2f}x "
+        f"(target <= {COLD_RATIO_TARGET}x; bare bolt with the secret in env: {cold_bare_env:.0f} ms)"
+    )
+    print(json.dumps(figures))
+    return 0 if all(targets.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
