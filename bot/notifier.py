@@ -34,6 +34,8 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spot
 # Waiting for the card's window (STYLE #11: tests swap it for one that records instead of sleeping long).
 SLEEP: Callable[[float], None] = time.sleep
 MIN_WAIT_SECONDS = 0.05  # never spin: at least this long between two looks at the window
+# A new best mAP50 goes to the thread once it beats the last one announced by this much (the card always shows it).
+BEST_ANNOUNCE_STEP = 0.02
 ANNOUNCED_PHASES = frozenset({"install", "data", "train", "upload"})
 
 
@@ -105,7 +107,12 @@ class Notifier:
         """The thread reply a running job's event deserves, if any (a repeated or overtaken phase is not news)."""
         if isinstance(ev, JobPhase) and outcome.phase_changed and ev.phase in ANNOUNCED_PHASES:
             return views.phase_reply(rec, ev.phase, cached=ev.state == "cached")
-        if isinstance(ev, JobMetric) and outcome.new_best:
+        if (
+            isinstance(ev, JobMetric)
+            and outcome.new_best
+            and ev.map50 is not None
+            and self.store.claim_best_announcement(rec.job_id, ev.map50, BEST_ANNOUNCE_STEP)
+        ):
             return views.best_reply(rec)
         return None
 

@@ -128,6 +128,11 @@ def elapsed(rec: JobRecord, now: float) -> float:
     return (rec.finished_at or now) - start
 
 
+def _dollars(amount: float) -> str:
+    """Cents for real money, a tenth of a cent for the minutes a small job costs."""
+    return f"${amount:.2f}" if amount >= 0.1 else f"${amount:.3f}"
+
+
 def cost_estimate(rec: JobRecord, now: float) -> float | None:
     """Dollars for the instance time of the attempts whose hourly price is known; None if none is."""
     priced = [a for a in rec.attempts if a.price_usd_hour is not None and a.started_at is not None]
@@ -268,7 +273,7 @@ def result_reply(rec: JobRecord, *, now: float, weights_url: str | None) -> Mess
     parts.append(f"took {duration(elapsed(rec, now))}")
     cost = cost_estimate(rec, now)
     if cost is not None:
-        parts.append(f"about ${cost:.2f} of instance time")
+        parts.append(f"about {_dollars(cost)} of instance time")
     summary = " · ".join(parts)
     blocks = [_section(f":white_check_mark: *Done*: {summary}")]
     if weights_url:

@@ -411,6 +411,15 @@ class JobsStore:
         )
         return (best or rec), best is not None
 
+    def claim_best_announcement(self, job_id: str, map50: float, step: float) -> bool:
+        """Take the right to announce `map50` as the new best: only once it beats the last one announced by `step`."""
+        e = _Expr().set("announced_best", map50)
+        cond = (
+            f"attribute_not_exists({e.n('announced_best')}) AND {e.v(map50)} >= {e.v(step)} "
+            f"OR {e.n('announced_best')} <= {e.v(map50 - step)}"
+        )
+        return self._apply(job_id, e, cond) is not None
+
     def set_slack(self, job_id: str, ref: SlackRef) -> JobRecord | None:
         e = _Expr().set("slack", ref.model_dump()).set("card_updated_at", time.time())
         return self._apply(job_id, e, "attribute_exists(job_id)")

@@ -110,3 +110,12 @@ def test_a_new_attempt_reports_afresh(store: JobsStore) -> None:
     rec, _ = store.record_metric(JobMetric(job_id=job, attempt=2, seq=2, unit="epoch", current=10, map50=0.5))
     assert rec is not None and rec.metrics is not None and rec.metrics.map50 == 0.5
     assert store.record_phase(job, 2, "train", seq=3) is not None
+
+
+def test_best_announcements_need_a_real_step(store: JobsStore) -> None:
+    job = _running(store, "announce")
+    assert not store.claim_best_announcement(job, 0.004, 0.02)  # nothing worth saying yet
+    assert store.claim_best_announcement(job, 0.30, 0.02)
+    assert not store.claim_best_announcement(job, 0.31, 0.02)  # a point better is not news
+    assert store.claim_best_announcement(job, 0.33, 0.02)
+    assert not store.claim_best_announcement(job, 0.33, 0.02)  # a redelivery announces nothing
