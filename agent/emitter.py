@@ -111,7 +111,12 @@ class Emitter:
                     return self._inflight
                 self._cond.wait(self._retry_at - now)
                 continue
-            progress_due = self._progress is not None and (self._closing or now >= self._next_progress_at)
+            # Progress older than a queued milestone goes with it: the channel reads the events in order.
+            progress_due = self._progress is not None and (
+                self._closing
+                or now >= self._next_progress_at
+                or (bool(self._milestones) and self._progress.seq < self._milestones[-1].seq)
+            )
             if self._milestones or progress_due:
                 room = MAX_BATCH - 1 if progress_due else MAX_BATCH
                 batch = [self._milestones.popleft() for _ in range(min(room, len(self._milestones)))]

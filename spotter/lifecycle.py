@@ -39,8 +39,21 @@ def _advance(store: JobsStore, rec: JobRecord, target: JobStatus, attempt: int) 
         JobStatus.UPLOADING: store.mark_uploading,
     }
     for status in forward_path(rec.status, target):
-        if status in step:
+        if status not in step:
+            continue
+        try:
             rec = step[status](rec.job_id, attempt)
+        except TransitionError:
+            # Deliveries run concurrently: another event of this attempt may have taken the step first.
+            current = store.find(rec.job_id)
+            if (
+                current is None
+                or current.attempt != attempt
+                or current.status.is_terminal()
+                or not (current.status is status or forward_path(status, current.status))
+            ):
+                raise
+            rec = current
     return rec
 
 
@@ -48,7 +61,15 @@ def apply(store: JobsStore, event: JobEvent) -> Outcome:
     try:
         return _apply(store, event)
     except TransitionError:
-        return Outcome(store.find(event.job_id))
+        rec = store.find(event.job_id)
+        if (
+            isinstance(event, JobFinished | JobError)
+            and rec
+            and rec.attempt == event.attempt
+            and not rec.status.is_terminal()
+        ):
+            raise  # the end of a job that is still going is never dropped: the bus delivers it again
+        return Outcome(rec)
 
 
 def _apply(store: JobsStore, ev: JobEvent) -> Outcome:

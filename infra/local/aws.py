@@ -266,7 +266,7 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
             ep = ev["Properties"]
             bus = r(ep.get("EventBusName", "default"))
             rule = f"{stack}-{logical}-{event_name}"
-            queue = sqs.create_queue(QueueName=rule, Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+            queue = sqs.create_queue(QueueName=rule, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
             qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(ep["Pattern"]))
             events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "local-dispatcher", "Arn": qarn}])

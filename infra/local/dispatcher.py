@@ -1,8 +1,9 @@
 """Delivers what the bus routes to each function's queue to that function's in-process handler.
 
 Like EventBridge with a Lambda target: events are handled concurrently, a handler that raises gets
-the event again later (the queue's visibility timeout), and after MAX_RECEIVES tries it is dropped
-and reported, as a dead-letter queue would keep it.
+the event again RETRY_SECONDS later, and after MAX_RECEIVES tries it is dropped and reported, as a
+dead-letter queue would keep it. The queue's visibility timeout stands in for the function's timeout:
+a handler still running is not handed the same event twice.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import boto3
 from infra.local.invoke import Handler, LambdaContext
 
 MAX_RECEIVES = 5
+RETRY_SECONDS = 2
 POLL_SECONDS = 1
 CONCURRENCY = 4
 
@@ -101,6 +103,11 @@ class Dispatcher:
                             "error": f"{type(e).__name__}: {e}",
                             "retry": True,
                         }
+                    )
+                    # Lambda retries a failed asynchronous invocation after a short wait, not after the queue's
+                    # visibility timeout (which only stands in for the function's timeout).
+                    self._sqs.change_message_visibility(
+                        QueueUrl=queue, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=RETRY_SECONDS
                     )
                 return
             self._sqs.delete_message(QueueUrl=queue, ReceiptHandle=msg["ReceiptHandle"])

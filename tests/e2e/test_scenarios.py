@@ -27,6 +27,11 @@ class Run:
         assert "final" in self.lines[-1], self.lines[-1]
         return self.lines[-1]["final"]  # type: ignore[no-any-return]
 
+    def why(self) -> str:
+        """What a failed run said last: its final output lines (the failed wait among them) and its stderr."""
+        tail = "\n".join(json.dumps(line)[:600] for line in self.lines[-12:])
+        return f"stdout (last lines):\n{tail}\nstderr (end):\n{self.stderr[-1500:]}"
+
     def slack(self, method: str) -> list[dict[str, Any]]:
         return [r["args"] for r in self.lines if r.get("slack") == method]
 
@@ -55,7 +60,7 @@ def _texts(messages: list[dict[str, Any]]) -> str:
 
 def test_a_job_trains_reports_and_cleans_up() -> None:
     r = run(SCENARIOS / "train_succeeds.yaml")
-    assert r.code == 0, r.stderr[-2000:]
+    assert r.code == 0, r.why()
     (job,) = r.final["jobs"]
     assert job["status"] == "SUCCEEDED"
     assert job["best_map50"] >= 0.8 and job["map50"] >= 0.8
@@ -96,7 +101,7 @@ def test_a_job_trains_reports_and_cleans_up() -> None:
 
 def test_a_failing_training_ends_failed_with_the_reason_in_the_thread() -> None:
     r = run(SCENARIOS / "train_fails.yaml")
-    assert r.code == 0, r.stderr[-2000:]
+    assert r.code == 0, r.why()
     (job,) = r.final["jobs"]
     assert job["status"] == "FAILED" and job["artifacts"] == []
     assert [a["state"] for a in job["attempts"]] == ["terminated"]
@@ -106,7 +111,7 @@ def test_a_failing_training_ends_failed_with_the_reason_in_the_thread() -> None:
 
 def test_bad_requests_get_specific_errors_and_create_nothing() -> None:
     r = run(SCENARIOS / "bad_requests.yaml")
-    assert r.code == 0, r.stderr[-2000:]
+    assert r.code == 0, r.why()
     texts = [json.dumps(a) for a in r.responses()]
     assert len(texts) == 5
     assert "cats" in texts[0] and "shapes" in texts[0]
@@ -121,7 +126,7 @@ def test_bad_requests_get_specific_errors_and_create_nothing() -> None:
 
 def test_unsigned_stale_and_replayed_requests_create_nothing() -> None:
     r = run(SCENARIOS / "signatures.yaml")
-    assert r.code == 0, r.stderr[-2000:]
+    assert r.code == 0, r.why()
     statuses = [a.get("status") for a in r.responses()]
     assert statuses[:3] == [401, 401, 401] and statuses[3:] == [None, None]
     assert len(r.final["jobs"]) == 1 and len(r.final["instances"]) == 1
@@ -131,7 +136,7 @@ def test_unsigned_stale_and_replayed_requests_create_nothing() -> None:
 
 def test_a_wait_that_times_out_exits_1_with_the_final_line(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
-    f.write_text('- slash: "/train shapes yolov8n epochs=50"\n- wait: {job: last, status: SUCCEEDED, timeout: 3}\n')
+    f.write_text('- slash: "/train shapes yolov8n epochs=2000"\n- wait: {job: last, status: SUCCEEDED, timeout: 3}\n')
     r = run(f)
     assert r.code == 1
     assert r.final["jobs"][0]["status"] in ("LAUNCHING", "RUNNING")
