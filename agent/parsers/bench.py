@@ -1,7 +1,8 @@
-"""Measure parser throughput (lines/s) on logs made by repeating the test fixtures.
+"""Measure parser throughput (lines/s) on logs made by repeating a real log per framework.
 
 The parsers run on every output line of a training box; `python -m agent.parsers.bench` prints one row
-per framework. Needs a repository checkout (the fixtures live under tests/).
+per framework, and `make bench` reports the same figures through bench/parsers.py. Needs a repository
+checkout (the logs are the test fixtures, under tests/).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from agent.parsers import FRAMEWORKS, get_parser
 from agent.parsers.lines import LineSplitter
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "logs"
-# The most realistic fixture per framework: our own piped Ultralytics run has the redraw-heavy shape
-# of a real console; the others are the public samples.
+# A real console per framework, as the agent reads it: progress rows (bar redraws where the framework
+# draws bars), validation tables and the rest in the proportions of an actual run. Our own piped
+# Ultralytics run is the redraw-heaviest of all (two lines in three are a bar redraw).
 SAMPLES = {
     "darknet": "darknet_03.log",
-    "yolov5": "yolov5_04.log",
-    "scaled-yolov4": "scaledyolov4_02.log",
+    "yolov5": "yolov5_06.log",
+    "scaled-yolov4": "scaledyolov4_03.log",
     "detectron2": "detectron2_01.log",
     "ultralytics": "ultralytics_shapes_cpu.log",
 }

@@ -11,15 +11,17 @@ from agent.parsers.base import Metric, Parsed
 from agent.parsers.common import LogParser, fraction, number
 
 # " 1000: 2.345, 2.567 avg loss, 0.001000 rate, 3.2 seconds, 64000 images, 12.3 hours left";
-# pjreddie says "avg" without "loss", older AlexeyAB builds omit "hours left".
+# pjreddie says "avg" without "loss", older AlexeyAB builds omit "hours left". Searched, not matched: a process
+# manager may prefix every line ("0|yolo     | 10313: 0.576849, 0.677636 avg, …").
 _ITERATION = re.compile(
-    r"\s*(\d+): *([^,\s]+), *([^,\s]+) avg(?: loss)?, *[^,\s]+ rate, *([^,\s]+) seconds, *\d+ images"
+    r"(?<![\w.])(\d+): *([^,\s]+), *([^,\s]+) avg(?: loss)?, *[^,\s]+ rate, *([^,\s]+) seconds, *\d+ images"
     r"(?:, *([^,\s]+) hours left)?"
 )
 # "Last accuracy mAP@0.5 = 59.75 %, best = 62.19 %" (newer builds print the IoU threshold as "0.50").
 _LAST_ACCURACY = re.compile(r"Last accuracy mAP@[\d.]+ = ([^\s%]+) ?%, best = ([^\s%]+) ?%")
 # "mean average precision (mAP@0.50) = 0.456700, or 45.67 %": the first number is already a fraction.
-_MEAN_AP = re.compile(r"mean average precision \(mAP@0?\.50?\) = ([^,\s]+)")
+# Builds from 2018 print "(mAP)"; an evaluation at another IoU threshold ("mAP@0.25") is not mAP@0.5.
+_MEAN_AP = re.compile(r"mean average precision \(mAP(?:@0?\.50?)?\) = ([^,\s]+)")
 # "class_id = 0, name = person, ap = 78.90%   (TP = 1234, FP = 567)"; older builds put a tab before "ap".
 _CLASS_AP = re.compile(r"class_id = \d+, name = (.*?),\s+ap = ([^\s%]+) ?%")
 _PRECISION_RECALL = re.compile(r"precision = ([^,\s]+), recall = ([^,\s]+)")
@@ -42,15 +44,17 @@ class DarknetParser(LogParser):
 
     def _parse(self, line: str) -> list[Parsed]:
         if " avg" in line:
-            m = _ITERATION.match(line)
+            m = _ITERATION.search(line)
             if m:
                 return self._iteration(line, m)
-        elif "mAP@" in line:
+        elif "mAP" in line:
             if "Last accuracy" in line:
                 return self._accuracy(line)
-            m = _MEAN_AP.search(line)
-            if m:
-                return self._evaluation(number(m.group(1)))
+            # "(next mAP calculation at …)" comes before every iteration: test cheaply before searching.
+            if "mean average precision" in line:
+                m = _MEAN_AP.search(line)
+                if m:
+                    return self._evaluation(number(m.group(1)))
         elif "class_id = " in line:
             m = _CLASS_AP.search(line)
             if m:
@@ -70,8 +74,10 @@ class DarknetParser(LogParser):
 
     def _iteration(self, line: str, m: re.Match[str]) -> list[Parsed]:
         current = int(m.group(1))
-        if m.group(5) is not None:
-            eta: float | None = number(m.group(5)) * 3600
+        hours_left = m.group(5)
+        if hours_left is not None:
+            # The first iteration of a run (or of a resumed one) has no pace yet and says "-1.000000 hours left".
+            eta: float | None = number(hours_left) * 3600 if hours_left[0] != "-" else None
         elif self._total is not None:
             # Without "hours left", the last iteration's time × iterations to go.
             eta = number(m.group(4)) * max(self._total - current, 0)

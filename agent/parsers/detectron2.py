@@ -5,13 +5,15 @@ detectron2 counts iterations from 0 ("iter: 299" is the 300th) and prints AP in 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
 from agent.parsers.base import Metric, Parsed
 from agent.parsers.common import LogParser, fraction, number
 
+# The common line in one search: "eta: 0:05:22  iter: 19  total_loss: 1.986  loss_cls: …" (eta may be "N/A");
+# lines that order their fields otherwise fall back to one search per field.
+_ITER_LINE = re.compile(r"(?:eta: (?:(?:(\d+) days?, )?(\d+):(\d+):(\d+)|N/A)\s+)?iter: (\d+)\s+total_loss: (\S+)")
 _ITER = re.compile(r"iter: (\d+)")
 _TOTAL_LOSS = re.compile(r"total_loss: (\S+)")
 # str(timedelta): "0:05:22", "1 day, 2:03:04".
@@ -19,10 +21,9 @@ _ETA = re.compile(r"eta: (?:(\d+) days?, )?(\d+):(\d+):(\d+)")
 # The printed config ("  MAX_ITER: 300"), command-line opts ("'SOLVER.MAX_ITER', '300'"), LazyConfig ("max_iter=300").
 _MAX_ITER = re.compile(r"(?:MAX_ITER|max_iter)\W{0,4}(\d+)")
 _EVALUATION = re.compile(r"Evaluation results for (\w+)")
-
-
-def _json_number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+# The metrics.json fields a summary needs, read without decoding the line: the lines are long (every loss and
+# counter of the step) and decoding them all costs five times as much. Values are numbers, NaN or Infinity.
+_JSON_FIELD = re.compile(r'"(iteration|total_loss|eta_seconds|bbox/AP50|bbox/AP)": ([^,}]+)')
 
 
 class Detectron2Parser(LogParser):
@@ -61,6 +62,13 @@ class Detectron2Parser(LogParser):
         return []
 
     def _iteration(self, line: str) -> list[Parsed]:
+        m = _ITER_LINE.search(line)
+        if m:
+            days, hours, minutes, seconds, iteration, loss = m.groups()
+            eta = None
+            if hours is not None:
+                eta = float((((int(days) if days else 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + int(seconds))
+            return self._progress(line, int(iteration) + 1, self._total, number(loss), eta)
         m = _ITER.search(line)
         if not m:
             return []
@@ -68,10 +76,9 @@ class Detectron2Parser(LogParser):
         eta_m = _ETA.search(line)
         eta = None
         if eta_m:
-            days, hours, minutes, seconds = (int(g) if g else 0 for g in eta_m.groups())
-            eta = float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
-        loss = number(loss_m.group(1)) if loss_m else None
-        return self._progress(line, int(m.group(1)) + 1, self._total, loss, eta)
+            d, h, mi, sec = (int(g) if g else 0 for g in eta_m.groups())
+            eta = float(((d * 24 + h) * 60 + mi) * 60 + sec)
+        return self._progress(line, int(m.group(1)) + 1, self._total, number(loss_m.group(1)) if loss_m else None, eta)
 
     def _table_row(self, line: str) -> list[Parsed]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -105,20 +112,24 @@ class Detectron2Parser(LogParser):
         return self._ap_metric(number(values["AP"]), number(values["AP50"]))
 
     def _metrics_json(self, line: str) -> list[Parsed]:
-        try:
-            record = json.loads(line)
-        except ValueError:
+        fields = dict(_JSON_FIELD.findall(line))
+        if "iteration" not in fields:
             return []
-        if not isinstance(record, dict) or not isinstance(record.get("iteration"), int):
-            return []
-        current = record["iteration"] + 1
+        iteration = int(fields["iteration"])
+        current = iteration + 1
         out: list[Parsed] = []
-        loss = _json_number(record.get("total_loss"))
+        loss = fields.get("total_loss")
         if loss is not None:
-            out += self._progress(line, current, self._total, loss, _json_number(record.get("eta_seconds")))
-        ap50, ap = _json_number(record.get("bbox/AP50")), _json_number(record.get("bbox/AP"))
+            eta = fields.get("eta_seconds")
+            out += self._progress(line, current, self._total, float(loss), float(eta) if eta is not None else None)
+        elif self._current() == iteration:
+            # The evaluation after the last step is written with the step count itself ("iteration": 300
+            # after iteration 299's losses), not with the 0-based index.
+            current = iteration
+        ap50 = fields.get("bbox/AP50")
         if ap50 is not None:
-            out += self._ap_metric(ap if ap is not None else math.nan, ap50, current)
+            ap = fields.get("bbox/AP")
+            out += self._ap_metric(float(ap) if ap is not None else math.nan, float(ap50), current)
         return out
 
     def _ap_metric(self, ap: float, ap50: float, current: int | None = None) -> list[Parsed]:

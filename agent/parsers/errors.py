@@ -1,4 +1,5 @@
-"""Recognise the failures every framework shows the same way: CUDA OOM, the OOM killer, Python tracebacks.
+"""Recognise the failures every framework shows the same way: CUDA OOM, the OOM killer, Python tracebacks,
+and native crashes (a failed C assertion, a segfault, an abort).
 
 NaN losses are not here: only a framework's parser knows which field is the loss.
 """
@@ -16,6 +17,9 @@ _OOM = re.compile(
 # A shell's job report ("line 1:  4242 Killed  python train.py"), the kernel's OOM killer,
 # and PyTorch's DataLoader losing a worker to it.
 _KILLED = re.compile(r"(?:^|\s)\d+\s+Killed(?:\s|$)|Killed process \d+|oom-kill|killed by signal: Killed")
+# darknet ends on `assert(0)` after a CUDA error ("darknet: ./src/utils.c:331: error: Assertion `0' failed."),
+# and the shell then reports the abort; a segfault shows only the shell's report.
+_NATIVE_CRASH = re.compile(r"Assertion [`'].*' failed|Segmentation fault|\(core dumped\)")
 _TRACEBACK = "Traceback (most recent call last):"
 # What Python prints between the tracebacks of one chained exception.
 _CHAIN_MARKERS = ("During handling of the above exception", "The above exception was the direct cause")
@@ -40,9 +44,12 @@ class ErrorWatch:
         self._tb_prefix = ""
         self._tb_header = ""
         self._tb_reported = False
+        # A native crash was reported and nothing has been parsed since: the abort that follows is the same crash.
+        self._native_crash = False
 
     def check(self, line: str, out: list[Parsed]) -> None:
-        """Append what this line shows to `out`."""
+        """Append what this line shows to `out` (which holds what the framework parser made of the line)."""
+        parsed = bool(out)
         if _TRACEBACK in line:
             self._start_traceback(line, out)
         elif self._state:
@@ -52,6 +59,12 @@ class ErrorWatch:
             self._once("oom", line.strip(), out)
         if ("Killed" in line or "oom-kill" in line) and (line.strip() == "Killed" or _KILLED.search(line)):
             self._once("killed", line.strip(), out)
+        if ("ssertion" in line or "core dumped" in line or "Segmentation fault" in line) and _NATIVE_CRASH.search(line):
+            if not self._native_crash:
+                self._native_crash = True
+                self._once("crash", line.strip(), out)
+        elif parsed and self._native_crash:
+            self._native_crash = False  # training went on: a later native crash is a new one
 
     def pending(self) -> ErrorSeen | None:
         """The crash of a traceback that has not reached its exception line yet."""
@@ -60,10 +73,15 @@ class ErrorWatch:
         return None
 
     def _once(self, kind: ErrorKind, line: str, out: list[Parsed]) -> None:
-        # The same OOM or kill is often printed by every rank or repeated in a summary: report it once.
-        if (kind, line) not in self._seen:
-            self._seen.add((kind, line))
-            out.append(ErrorSeen(kind, line))
+        # The same OOM, kill or exception is often printed by every rank, re-raised by the caller, or repeated
+        # with the C library's reason appended ("CUDA Error: out of memory: No such file or directory"):
+        # report it once.
+        key = (kind, line)
+        if key in self._seen or any(k == kind and line.startswith(seen) for k, seen in self._seen):
+            self._seen.add(key)
+            return
+        self._seen.add(key)
+        out.append(ErrorSeen(kind, line))
 
     def _start_traceback(self, line: str, out: list[Parsed]) -> None:
         if self._state == _CHAINED:
@@ -88,7 +106,7 @@ class ErrorWatch:
                 return  # a frame: "  File …" and its source line
             # The first unindented line closes the traceback: it is the exception.
             if not self._tb_reported:
-                out.append(ErrorSeen("crash", line.strip()))
+                self._once("crash", line.strip(), out)
             self._state = _ENDED
         elif body.startswith(_CHAIN_MARKERS):
             self._state = _CHAINED

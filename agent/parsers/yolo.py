@@ -8,10 +8,11 @@ validation, and results.txt/results.csv rows. They differ in where epochs start 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from math import isclose, isfinite, nan
 
-from agent.parsers.base import Metric, Parsed
+from agent.parsers.base import Metric, Parsed, Progress
 from agent.parsers.common import LogParser, fraction, number
 
 _EPOCH = re.compile(r"\s*(\d+)/(\d+)\s")
@@ -28,13 +29,29 @@ _CSV_MAP50_95 = ("metrics/mAP_0.5:0.95", "metrics/mAP50-95(B)")
 
 
 def _seconds(text: str) -> float:
-    """Seconds from "3.1" (s), "1:17" (m:s) or "1:02:03" (h:m:s)."""
+    """Seconds from "3.1s" or "3.1" (s), "1:17" (m:s) or "1:02:03" (h:m:s); ValueError for anything else."""
     if ":" not in text:
-        return float(text)
+        return float(text[:-1] if text[-1:] == "s" else text)
+    parts = text.split(":")
+    if len(parts) == 2:
+        return int(parts[0]) * 60 + float(parts[1])
     total = 0.0
-    for part in text.split(":"):
+    for part in parts:
         total = total * 60 + float(part)
     return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _times(text: str) -> tuple[float, float | None] | None:
+    """(elapsed, remaining) from a bar's "01:17<00:03" or "1.5s<2.4s"; remaining None when the bar shows none.
+
+    Cached: a bar redraws many times a second and the times change once a second.
+    """
+    elapsed_text, less, remaining_text = text.partition("<")
+    try:
+        return _seconds(elapsed_text), _seconds(remaining_text) if less else None
+    except ValueError:
+        return None  # "?" before the first step, or a bar cut short: an odd bar costs the ETA, not the progress
 
 
 def _eta(bar: str, epochs_left: int) -> float | None:
@@ -42,32 +59,29 @@ def _eta(bar: str, epochs_left: int) -> float | None:
 
     `bar` is what follows the row's description: tqdm's "100%|███| 49/49 [01:17<00:00,  1.59s/it]" or
     Ultralytics' own "38% ━━━╸──── 5/13 3.4it/s 1.5s<2.4s" ("0/13  0.7s" before a pace, no "<…" once done).
-    Read by splitting from the right: a regex scan over the bar's block characters costs more than
-    parsing the rest of the row.
+    Read by slicing from the right, and the step counts only when the times show no remaining part: this
+    runs on every bar redraw, where a regex scan over the block characters costs more than the rest of the row.
     """
     bracket = bar.rfind("[")
-    if bracket >= 0:
-        head, times = bar[:bracket], bar[bracket + 1 :].partition(",")[0]
+    if bracket > 0:
+        comma = bar.find(",", bracket)
+        times = bar[bracket + 1 : comma] if comma > 0 else bar[bracket + 1 :]
     else:
-        head, _, times = bar.rpartition(" ")
-    head, _, steps = head.rstrip().rpartition(" ")
-    if "it" in steps:  # Ultralytics puts the rate between the counts and the times
-        steps = head.rstrip().rpartition(" ")[2]
-    done, _, count = steps.partition("/")
-    if not (done.isdigit() and count.isdigit()) or done == "0":
-        return None  # not a bar we know, or no pace yet
-    elapsed_text, _, remaining_text = times.partition("<")
-    try:
-        elapsed = _seconds(elapsed_text.rstrip("s"))
-        if remaining_text:
-            remaining = _seconds(remaining_text.rstrip("s"))
-        elif done == count:
-            remaining = 0.0
-        else:
+        times = bar[bar.rfind(" ") + 1 :]
+    pair = _times(times)
+    if pair is None:
+        return None
+    elapsed, remaining = pair
+    if remaining is None:
+        # No "<…": Ultralytics before the first step ("0/13  0.7s") or once the epoch is done ("13/13 … 14.8s").
+        steps = bar.rsplit(None, 3)
+        if len(steps) < 3:
             return None
-    except ValueError:
-        return None  # an odd bar costs the ETA, not the progress
-    return round(remaining + (elapsed + remaining) * max(epochs_left, 0), 1)
+        done, slash, count = (steps[-3] if "it" in steps[-2] else steps[-2]).partition("/")
+        if not slash or done != count:
+            return None
+        remaining = 0.0
+    return round(remaining + (elapsed + remaining) * (epochs_left if epochs_left > 0 else 0), 1)
 
 
 def _index(names: list[str], wanted: tuple[str, ...]) -> int | None:
@@ -84,10 +98,8 @@ class _CsvLayout:
     width: int
     epoch: int
     losses: tuple[int, ...]
-    precision: int | None
-    recall: int | None
-    map50: int | None
-    map50_95: int | None
+    # precision, recall, mAP50, mAP50-95
+    metrics: tuple[int | None, int | None, int | None, int | None]
 
     @classmethod
     def parse(cls, header: str) -> _CsvLayout | None:
@@ -98,10 +110,12 @@ class _CsvLayout:
             width=len(names),
             epoch=names.index("epoch"),
             losses=tuple(i for i, n in enumerate(names) if n.startswith("train/") and n.endswith("loss")),
-            precision=_index(names, _CSV_PRECISION),
-            recall=_index(names, _CSV_RECALL),
-            map50=_index(names, _CSV_MAP50),
-            map50_95=_index(names, _CSV_MAP50_95),
+            metrics=(
+                _index(names, _CSV_PRECISION),
+                _index(names, _CSV_RECALL),
+                _index(names, _CSV_MAP50),
+                _index(names, _CSV_MAP50_95),
+            ),
         )
 
 
@@ -129,6 +143,10 @@ class YoloFamilyParser(LogParser):
     def _parse(self, line: str) -> list[Parsed]:
         if self._row_width:
             return self._table_row(line)
+        if self._csv is not None and "," in line:
+            rows = self._csv_row(line)  # a results.csv: the lines after its header are its rows
+            if rows is not None:
+                return rows
         m = _EPOCH.match(line)
         if m:
             return self._epoch_row(line, m)
@@ -150,15 +168,21 @@ class YoloFamilyParser(LogParser):
             return self._all_row(line)
         if "Epoch" in line:
             self._header(line)
-        elif self._csv is not None:
-            if "," in line:
-                return self._csv_row(line)
-        elif "metrics/" in line and "," in line:
+        elif "epochs completed in" in line:
+            return self._finished()
+        elif self._csv is None and "metrics/" in line and "," in line:
             self._csv = _CsvLayout.parse(line)
         elif "non-finite loss" in line:
             # YOLOv5 before v6 stops with "WARNING: non-finite loss, ending training".
             return self._nan_reported(line)
         return []
+
+    def _finished(self) -> list[Parsed]:
+        """After "300 epochs completed in 4.797 hours." (the last epoch, or an early stop) nothing is left to wait for."""
+        p = self._run.progress
+        if p is None or p.eta_seconds == 0.0:
+            return []
+        return [Progress(p.unit, p.current, p.total, p.loss, 0.0)]
 
     def _header(self, line: str) -> None:
         names = line.split()
@@ -171,27 +195,28 @@ class YoloFamilyParser(LogParser):
 
     def _epoch_row(self, line: str, m: re.Match[str]) -> list[Parsed]:
         """A console row (a progress bar's description, "…  640: 100%|…") or a results.txt row (no bar)."""
-        current, total = int(m.group(1)) + self.epoch_offset, int(m.group(2)) + self.epoch_offset
+        offset = self.epoch_offset
+        current, total = int(m.group(1)) + offset, int(m.group(2)) + offset
         width = self._width
-        cols = line.split(None, width) if width else []
-        # The hot path, once per bar redraw: the header said where the losses are and the row fits it.
         loss: float | None
-        if len(cols) > width and cols[width - 1][-1] == ":":
+        # The hot path, once per bar redraw: the header said where the losses are and the row fits it.
+        if width and len(cols := line.split(None, width)) > width and cols[width - 1][-1] == ":":
             if self._total_col is not None:
                 loss = float(cols[self._total_col])
             else:
                 loss = 0.0
                 for i in self._loss_cols:
                     loss += float(cols[i])
+                loss = round(loss, 8)  # the sum of 4-digit columns, without float noise
             bar = cols[width]
         else:
             sep = line.find(": ")
             if sep < 0:
                 return self._results_row(line, current, total)
-            loss = _guess_loss(line[:sep].split())
+            loss = _rounded(_guess_loss(line[:sep].split()))
             bar = line[sep + 2 :]
         self._total = total
-        return self._progress(line, current, total, _rounded(loss), _eta(bar, total - current))
+        return self._progress(line, current, total, loss, _eta(bar, total - current))
 
     def _results_row(self, line: str, current: int, total: int) -> list[Parsed]:
         cols = line.split()
@@ -204,20 +229,30 @@ class YoloFamilyParser(LogParser):
         out.append(self._metric(current, p, r, map50, map50_95))
         return out
 
-    def _csv_row(self, line: str) -> list[Parsed]:
+    def _csv_row(self, line: str) -> list[Parsed] | None:
+        """A results.csv row; None if the line does not have the file's columns."""
         csv = self._csv
         values = line.split(",")
         if csv is None or len(values) != csv.width:
-            return []
-        current = int(number(values[csv.epoch])) + self.epoch_offset
-        loss = sum(number(values[i]) for i in csv.losses) if csv.losses else None
-        out = self._progress(line, current, self._total, _rounded(loss))
-
-        def value(i: int | None) -> float:
-            return number(values[i]) if i is not None else nan
-
+            return None
+        # Written by Python: float() reads its padding and "nan" as they are.
+        current = int(float(values[csv.epoch])) + self.epoch_offset
+        loss: float | None = None
+        if csv.losses:
+            loss = 0.0
+            for i in csv.losses:
+                loss += float(values[i])
+            loss = round(loss, 8)
+        out = self._progress(line, current, self._total, loss)
+        i_p, i_r, i_50, i_95 = csv.metrics
         out.append(
-            self._metric(current, value(csv.precision), value(csv.recall), value(csv.map50), value(csv.map50_95))
+            self._metric(
+                current,
+                float(values[i_p]) if i_p is not None else nan,
+                float(values[i_r]) if i_r is not None else nan,
+                float(values[i_50]) if i_50 is not None else nan,
+                float(values[i_95]) if i_95 is not None else nan,
+            )
         )
         return out
 

@@ -1,10 +1,12 @@
-"""The log parsers: summaries of real logs field by field, event streams, errors, line splitting, the parse CLI."""
+"""The log parsers: event streams, errors, auto-detection, line splitting, the parse CLI.
+
+The summaries of the real logs, field by field, are in test_parsers_real_logs.py.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,14 +17,6 @@ from agent.parsers.cli import main
 from agent.parsers.lines import MAX_LINE, LineSplitter
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
-
-
-def summary(capsys: pytest.CaptureFixture[str], framework: str, log: str) -> dict[str, Any]:
-    assert main(["--framework", framework, "--summary", str(LOGS / log)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1
-    result: dict[str, Any] = json.loads(lines[0])
-    return result
 
 
 def feed(parser: Parser, text: str) -> list[Parsed]:
@@ -39,87 +33,6 @@ def metrics(items: list[Parsed]) -> list[Metric]:
 
 def errors(items: list[Parsed]) -> list[tuple[str, str]]:
     return [(i.error, i.line) for i in items if isinstance(i, ErrorSeen)]
-
-
-# --- summaries of the real logs, by the named parser and by auto-detection ---------------------------
-
-# Read off the logs: the last progress line, the last validation, the best of the run.
-EXPECTED: dict[str, dict[str, Any]] = {
-    "darknet_03.log": {
-        "framework": "darknet",
-        # " 88855: 4.105720, 2.912859 avg loss, …" — no "hours left" in this 2019 build, no max_batches printed.
-        "progress": {"unit": "iteration", "current": 88855, "total": None, "loss": 2.912859, "eta_seconds": None},
-        # "Last accuracy mAP@0.5 = 57.07 %, best = 57.65 %" (the later run's best stands: its _best.weights).
-        "metrics": {"map50": 0.5707, "map50_95": None, "precision": None, "recall": None, "per_class_ap50": {}},
-        "best": {"map50": 0.5765, "map50_95": None},
-        "errors": [],
-    },
-    "yolov5_04.log": {
-        "framework": "yolov5",
-        # "299/299 … 0.008668  0.002224  0 …": epoch 300 of 300, box+obj+cls; the bar is finished.
-        "progress": {"unit": "epoch", "current": 300, "total": 300, "loss": 0.010892, "eta_seconds": 0.0},
-        "metrics": {"map50": 0.988, "map50_95": 0.794, "precision": 0.987, "recall": 0.961, "per_class_ap50": {}},
-        "best": {"map50": 0.988, "map50_95": 0.794},
-        "errors": [],
-    },
-    "scaledyolov4_02.log": {
-        "framework": "scaled-yolov4",
-        # The last results.txt row "293/299 … 0.1072 (total) … 0.3718 0.6887 0.5862 0.3786 …".
-        "progress": {"unit": "epoch", "current": 294, "total": 300, "loss": 0.1072, "eta_seconds": None},
-        "metrics": {"map50": 0.5862, "map50_95": 0.3786, "precision": 0.3718, "recall": 0.6887, "per_class_ap50": {}},
-        # mAP@.5 peaks in the last row, mAP@.5:.95 in 291/299.
-        "best": {"map50": 0.5862, "map50_95": 0.3788},
-        "errors": [],
-    },
-    "detectron2_01.log": {
-        "framework": "detectron2",
-        # "eta: 0:00:00  iter: 299  total_loss: 0.3553"; the config (MAX_ITER) is not in this log; no evaluation.
-        "progress": {"unit": "iteration", "current": 300, "total": None, "loss": 0.3553, "eta_seconds": 0.0},
-        "metrics": {"map50": None, "map50_95": None, "precision": None, "recall": None, "per_class_ap50": {}},
-        "best": {"map50": None, "map50_95": None},
-        "errors": [],
-    },
-    "ultralytics_07.log": {
-        "framework": "ultralytics",
-        # "7/30 … 1.041 1.302 0.003855 … 12/12 1.2s/it 14.8s": 23 epochs to go at 14.8 s each.
-        "progress": {"unit": "epoch", "current": 7, "total": 30, "loss": 2.346855, "eta_seconds": 340.4},
-        "metrics": {"map50": 0.895, "map50_95": 0.622, "precision": 0.81, "recall": 0.821, "per_class_ap50": {}},
-        "best": {"map50": 0.895, "map50_95": 0.65},
-        "errors": [],
-    },
-    "ultralytics_shapes_cpu.log": {
-        "framework": "ultralytics",
-        # "20/20 … 0.8503 0.7146 1.187 … 13/13 4.2it/s 3.1s", then the "Validating best.pt" block.
-        "progress": {"unit": "epoch", "current": 20, "total": 20, "loss": 2.7519, "eta_seconds": 0.0},
-        "metrics": {
-            "map50": 0.995,
-            "map50_95": 0.875,
-            "precision": 0.983,
-            "recall": 0.979,
-            "per_class_ap50": {"rectangle": 0.994, "circle": 0.995},
-        },
-        "best": {"map50": 0.995, "map50_95": 0.875},
-        "errors": [],
-    },
-}
-
-
-@pytest.mark.parametrize("log", sorted(EXPECTED))
-@pytest.mark.parametrize("how", ["named", "auto"])
-def test_summary_of_each_real_log(log: str, how: str, capsys: pytest.CaptureFixture[str]) -> None:
-    want = EXPECTED[log]
-    got = summary(capsys, want["framework"] if how == "named" else "auto", log)
-    assert list(got) == ["framework", "progress", "metrics", "best", "errors"]
-    assert got["framework"] == want["framework"]
-    for section in ("progress", "metrics", "best"):
-        assert list(got[section]) == list(want[section]), section
-        for key, value in want[section].items():
-            assert got[section][key] == (pytest.approx(value) if isinstance(value, float) else value), (section, key)
-    assert got["errors"] == want["errors"]
-
-
-def test_every_fixture_is_covered() -> None:
-    assert sorted(p.name for p in LOGS.glob("*.log")) == sorted(EXPECTED)
 
 
 # --- event streams -----------------------------------------------------------------------------------
@@ -170,6 +83,23 @@ def test_darknet_pjreddie_format_and_eta_from_max_batches() -> None:
     assert (p.current, p.total, p.loss, p.eta_seconds) == (100, 500, 10.25, 800.0)
 
 
+def test_darknet_prefixed_lines_first_iteration_and_2018_map_line() -> None:
+    log = """\
+0|yolo     | 10313: 0.576849, 0.677636 avg, 0.002000 rate, 3.992994 seconds, 1320064 images
+ 402: 27.874079, 27.874079 avg loss, 0.000068 rate, 9.233807 seconds, 25728 images, -1.000000 hours left
+ mean average precision (mAP) = 0.532781, or 53.28 %
+ mean average precision (mAP@0.25) = 0.000000, or 0.00 %
+"""
+    items = feed(get_parser("darknet"), log)
+    # A process manager's prefix does not hide the iteration; "-1 hours left" is no pace yet, not an ETA.
+    assert [(p.current, p.loss, p.eta_seconds) for p in progress(items)] == [
+        (10313, 0.677636, None),
+        (402, 27.874079, None),
+    ]
+    # Builds from 2018 print "(mAP)"; mAP at IoU 0.25 is not mAP@0.5.
+    assert [m.map50 for m in metrics(items)] == [0.532781]
+
+
 YOLOV5_HEADERS = [
     # v6: box obj cls, "labels"
     (
@@ -202,6 +132,45 @@ def test_yolov5_epochs_are_one_based_and_loss_is_box_obj_cls(header: str, row: s
     assert p.loss == pytest.approx(0.1107 if "total" in header else 0.11065)
     # 5 s an epoch, 70 epochs to go.
     assert p.eta_seconds == 350.0
+
+
+@pytest.mark.parametrize(
+    ("bar", "epochs_left", "eta"),
+    [
+        ("100%|██████████| 99/99 [01:53<00:00,  1.14s/it]", 47, 113.0 * 47),
+        ("38% ━━━━╸─────── 5/13 3.4it/s 1.5s<2.4s", 15, 2.4 + 3.9 * 15),
+        ("100% ━━━━━━━━━━━━ 12/12 1.2s/it 14.8s", 23, 14.8 * 23),
+        ("100%|██████████| 13/13 [2:47:57<00:00, 775.18s/it] ", 2, 10077.0 * 2),
+        ("79% 34/43 [00:40<00:09,  1.05s/it]libpng warning: iCCP: known incorrect sRGB profile", 1, 9 + 49.0),
+        ("100%|██████████| 619/619 03:37", 0, 0.0),
+        # No pace yet, a bar cut by the terminal, a finished count that is not the total: no ETA.
+        ("  0% ──────────── 0/13  0.7s", 5, None),
+        ("  0%|          | 0/43 [00:00<?, ?it/s]", 3, None),
+        ("100%|█| 211/211 [00:48<00:", 3, None),
+        ("50% ━━━━━━────── 6/12 1.1it/s 5.6s", 3, None),
+    ],
+)
+def test_yolo_eta_from_each_bar_shape(bar: str, epochs_left: int, eta: float | None) -> None:
+    header = "      Epoch    GPU_mem   box_loss   cls_loss   dfl_loss  Instances       Size"
+    row = f"{'7/' + str(7 + epochs_left):>11}      2.71G      1.204      1.611      1.241         51        640: {bar}"
+    (p,) = progress(feed(get_parser("ultralytics"), f"{header}\n{row}\n"))
+    assert p.eta_seconds == (pytest.approx(eta) if eta is not None else None)
+
+
+def test_yolo_epochs_completed_leaves_nothing_to_wait_for() -> None:
+    log = """\
+     Epoch   gpu_mem       box       obj       cls    labels  img_size
+  359/3999     14.2G   0.02659   0.05814  0.001891       421       640: 100% 3/3 [00:01<00:00,  1.53it/s]
+Stopping training early as no improvement observed in last 100 epochs. Best results observed at epoch 259, best model saved as best.pt.
+360 epochs completed in 0.338 hours.
+"""
+    parser = get_parser("yolov5")
+    first, last = progress(feed(parser, log))
+    assert (first.current, first.total, first.eta_seconds) == (360, 4000, 3640.0)
+    # Early stopping ends the run short of its total: what is left to wait for is the final validation.
+    assert (last.current, last.total, last.loss, last.eta_seconds) == (360, 4000, pytest.approx(0.086621), 0.0)
+    # With nothing before it, the line says nothing.
+    assert feed(get_parser("ultralytics"), "455 epochs completed in 2.401 hours.") == []
 
 
 def test_yolov5_row_without_its_header_still_counts() -> None:
@@ -260,8 +229,9 @@ def test_yolov5_results_csv_rows() -> None:
 
 
 def test_scaled_yolov4_console_uses_the_total_column() -> None:
+    # Scaled-YOLOv4 kept the GIoU header of the YOLOv5 it forked (YOLOv5 v3 renamed GIoU to box).
     log = """\
-     Epoch   gpu_mem       box       obj       cls     total   targets  img_size
+     Epoch   gpu_mem      GIoU       obj       cls     total   targets  img_size
     49/299     13.4G   0.04012   0.06113   0.01288    0.1141        70       640: 100%|██████████| 1000/1000 [10:00<00:00,  1.67it/s]
                Class     Images    Targets          P          R     mAP@.5 mAP@.5:.95: 100%|██████████| 157/157 [01:00<00:00,  2.6it/s]
                  all      5e+03  3.63e+04      0.409      0.754      0.672      0.484
@@ -373,6 +343,23 @@ def test_detectron2_metrics_json_lines() -> None:
     assert [(m.current, m.map50, m.map50_95) for m in metrics(items)] == [(300, 0.579364, 0.369122)]
 
 
+def test_detectron2_metrics_json_evaluation_after_training_keeps_its_step() -> None:
+    log = """\
+{"data_time": 0.0055, "eta_seconds": 0.0, "iteration": 299, "lr": 0.00025, "total_loss": 0.4286037251627022}
+{"bbox/AP": 75.7732398239824, "bbox/AP-fig": 64.29, "bbox/AP50": 100.0, "bbox/APs": NaN, "iteration": 300}
+"""
+    items = feed(get_parser("detectron2"), log)
+    assert [(p.current, p.loss) for p in progress(items)] == [(300, 0.4286037251627022)]
+    # Written after the loop with the step count (300), not a 0-based index: the evaluation of step 300.
+    assert [(m.current, m.map50, m.map50_95) for m in metrics(items)] == [(300, 1.0, 0.7577324)]
+
+
+def test_detectron2_iteration_line_in_another_order() -> None:
+    line = "[05/02 18:02:19 d2.utils.events]:  iter: 1499  loss_cls: 0.2948  total_loss: 1.403  eta: 0:00:00"
+    (p,) = progress(get_parser("detectron2").feed(line))
+    assert (p.current, p.loss, p.eta_seconds) == (1500, 1.403, 0.0)
+
+
 # --- errors --------------------------------------------------------------------------------------------
 
 
@@ -468,6 +455,37 @@ def test_traceback_of_a_torch_rank_and_one_cut_short() -> None:
     assert parser.summary()["errors"] == [{"kind": "crash", "line": "Traceback (most recent call last):"}]
 
 
+def test_native_crash_and_the_abort_after_it_are_one_crash() -> None:
+    log = """\
+ CUDA Error Prev: an illegal memory access was encountered
+CUDA Error Prev: an illegal memory access was encountered: Success
+darknet: ./src/utils.c:325: error: Assertion `0' failed.
+Aborted (core dumped)
+"""
+    parser = get_parser("darknet")
+    assert errors(feed(parser, log)) == [("crash", "darknet: ./src/utils.c:325: error: Assertion `0' failed.")]
+    # Once training goes on, a new failure is a new crash.
+    feed(parser, " 7018: 5.516436, 4.986133 avg loss, 0.002000 rate, 3.660777 seconds, 898304 images\n")
+    assert errors(parser.feed("Segmentation fault (core dumped)")) == [("crash", "Segmentation fault (core dumped)")]
+
+
+def test_an_error_repeated_with_more_text_or_reraised_is_reported_once() -> None:
+    parser = get_parser("detectron2")
+    log = """\
+ CUDA Error: out of memory
+CUDA Error: out of memory: No such file or directory
+"""
+    assert errors(feed(parser, log)) == [("oom", "CUDA Error: out of memory")]
+    # detectron2 logs the exception, then it reaches the top of the script and Python prints it again.
+    first = feed(parser, "ERROR [02/10 22:55:41 d2.engine.train_loop]: Exception during training:\n" + TRACEBACK)
+    again = feed(parser, "[02/10 22:55:41 d2.engine.hooks]: Total training time: 0:01:02\n" + TRACEBACK)
+    assert errors(first) == [
+        ("crash", "RuntimeError: CUDA out of memory. Tried to allocate 2.00 MiB"),
+        ("oom", "RuntimeError: CUDA out of memory. Tried to allocate 2.00 MiB"),
+    ]
+    assert errors(again) == []
+
+
 def test_darknet_nan_avg_loss_is_reported_once_per_stretch() -> None:
     log = """\
  1200: 3.100000, 3.200000 avg loss, 0.001000 rate, 3.2 seconds, 76800 images, 11.0 hours left
@@ -535,6 +553,19 @@ def test_lines_that_only_look_like_errors(framework: str, line: str) -> None:
             "scaled-yolov4",
         ),
         ("Namespace(batch_size=16, cfg='models/yolov4-p5.yaml', data='data/coco.yaml', epochs=300)", "scaled-yolov4"),
+        # Scaled-YOLOv4 kept YOLOv5's June 2020 header (GIoU); YOLOv5 v3 renamed GIoU to box.
+        ("     Epoch   gpu_mem      GIoU       obj       cls     total   targets  img_size", "scaled-yolov4"),
+        ("     Epoch   gpu_mem       box       obj       cls     total   targets  img_size", "yolov5"),
+        ("Namespace(adam=False, batch_size=16, cfg='', weights='weights/yolov5l.pt', workers=24)", "yolov5"),
+        ("YOLOv5s summary: 157 layers, 7225885 parameters, 0 gradients, 16.4 GFLOPs", "yolov5"),
+        (
+            "     Class     Images  Instances          P          R      mAP50   mAP50-95: 100%|█| 619/619 03:37",
+            "yolov5",
+        ),
+        ("     Class     Images     Labels          P          R     mAP@.5 mAP@.5:.95: 100% 1/1", "yolov5"),
+        ("     Class     Images  Instances      Box(P          R      mAP50  mAP50-95): 100% 5/5", "ultralytics"),
+        ("CUDA status Error: file: ./src/darknet.c : () : line: 470 : build time: Oct  3 2020 - 11:21:14", "darknet"),
+        ("darknet: ./src/utils.c:326: error: Assertion `0' failed.", "darknet"),
     ],
 )
 def test_auto_detects_from_the_telling_line(line: str, framework: str) -> None:
@@ -552,6 +583,12 @@ def test_auto_replays_what_came_before_the_decision_and_reports_errors_at_once()
     items = parser.feed(" 10: 5.0, 5.5 avg loss, 0.0001 rate, 1.0 seconds, 640 images, 1.7 hours left")
     assert [(p.current, p.total) for p in progress(items)] == [(10, 6000)]
     assert parser.summary()["errors"] == [{"kind": "killed", "line": "Killed"}]
+
+
+def test_auto_takes_no_side_on_a_header_both_yolov5_and_scaled_yolov4_print() -> None:
+    parser = get_parser("auto")
+    parser.feed("               Class     Images    Targets          P          R     mAP@.5 mAP@.5:.95: 100% 71/71")
+    assert parser.framework == "auto"
 
 
 def test_auto_without_a_telling_line() -> None:
@@ -663,3 +700,11 @@ def test_cli_rejects_an_unknown_framework(capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_bench_measures_each_framework(framework: str) -> None:
     assert throughput(framework, lines=2000) > 0
+
+
+def test_make_bench_reports_every_framework() -> None:
+    from bench.parsers import run
+
+    figures = run(lines=2000)
+    assert list(figures) == list(FRAMEWORKS)
+    assert all(rate > 0 for rate in figures.values())
