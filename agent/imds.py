@@ -85,6 +85,10 @@ class Imds:
     def instance_type(self) -> str:
         return self._required("instance-type")
 
+    def image_id(self) -> str:
+        """The AMI this instance booted: part of the build cache key (compilers and CUDA come with it)."""
+        return self._required("ami-id")
+
     def spot_action(self) -> dict[str, Any] | None:
         """`{"action": "terminate"|"stop"|"hibernate", "time": ISO-8601}` once EC2 has scheduled an interruption."""
         text = self.get("spot/instance-action")

@@ -83,3 +83,4 @@ class Plan:
     evaluate: Step | None
     artifacts: tuple[ArtifactPath, ...]
     resume_from: ArtifactPath | None = None  # the checkpoint a resumed attempt restarts from
+    setup: Step | None = None  # after the build, restored from the cache or not: puts it to use (installs its wheel)

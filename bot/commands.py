@@ -19,7 +19,10 @@ PLANNED: tuple[PlannedName, ...] = ("cancel", "logs", "schedule", "schedules", "
 
 # What `/train help` lists, in this order: usage and what it does.
 USAGE: dict[str, tuple[str, str]] = {
-    "train": ("/train <dataset> <model> [key=value …]", "start a training job"),
+    "train": (
+        "/train <dataset> <model> [key=value …]",
+        "start a training job (the dataset may be `s3://bucket/prefix/`)",
+    ),
     "status": ("/train status [job]", "a job's card (this channel's latest job without an id)"),
     "list": ("/train list", "this channel's recent jobs"),
     "weights": ("/train weights <job>", "a fresh download link for a finished job's weights"),
@@ -147,12 +150,15 @@ def example(dataset: str = EXAMPLE_DATASET, model: str = EXAMPLE_MODEL) -> str:
 
 
 def _train(words: list[str]) -> TrainCommand:
-    first = words[0].lower()
-    if "=" in first:
+    # S3 keys are case-sensitive: an s3:// prefix is taken as typed.
+    first = words[0] if catalog.is_s3_uri(words[0]) else words[0].lower()
+    if "=" in first and not catalog.is_s3_uri(first):
         raise CommandError(f"Start with a dataset and a model, then options: `{example()}`.")
     try:
         ds = catalog.dataset(first)
     except CatalogError as e:
+        if catalog.is_s3_uri(first):
+            raise CommandError(f"{e} Example: `/train {catalog.S3_EXAMPLE} {EXAMPLE_MODEL}`.") from None
         commands = _names(k for k in USAGE if k != "train")
         raise CommandError(f"{e} Commands: {commands}. Example: `{example()}`.") from None
     if len(words) < 2 or "=" in words[1]:

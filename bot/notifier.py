@@ -36,7 +36,7 @@ SLEEP: Callable[[float], None] = time.sleep
 MIN_WAIT_SECONDS = 0.05  # never spin: at least this long between two looks at the window
 # A new best mAP50 goes to the thread once it beats the last one announced by this much (the card always shows it).
 BEST_ANNOUNCE_STEP = 0.02
-ANNOUNCED_PHASES = frozenset({"install", "data", "train", "upload"})
+ANNOUNCED_PHASES = frozenset({"install", "build", "data", "train", "evaluate", "upload"})
 
 
 def ends_job(ev: JobEvent, rec: JobRecord) -> bool:

@@ -35,7 +35,14 @@ STATUS: dict[JobStatus, tuple[str, str]] = {
     JobStatus.INTERRUPTED: (":warning:", "Interrupted (spot reclaimed), resuming"),
 }
 
-PHASE_EMOJI = {"install": ":package:", "data": ":card_file_box:", "train": ":weight_lifter:", "upload": ":outbox_tray:"}
+PHASE_EMOJI = {
+    "install": ":package:",
+    "build": ":hammer_and_wrench:",
+    "data": ":card_file_box:",
+    "train": ":weight_lifter:",
+    "evaluate": ":dart:",
+    "upload": ":outbox_tray:",
+}
 
 
 class Message(TypedDict):
@@ -332,8 +339,43 @@ def _model_lines(models: Iterable[catalog.Model]) -> list[str]:
     ]
 
 
+def _models_by_framework() -> dict[str, list[catalog.Model]]:
+    """The catalog's models under the recipe (framework) that trains them, in catalog order."""
+    groups: dict[str, list[catalog.Model]] = {}
+    for m in catalog.MODELS.values():
+        groups.setdefault(m.recipe, []).append(m)
+    return groups
+
+
+def _model_sections() -> list[Block]:
+    return [_section(f"*{recipe}*\n" + "\n".join(_model_lines(ms))) for recipe, ms in _models_by_framework().items()]
+
+
+CLASSES_SHOWN = 8  # longer class lists (COCO's 80) show their first and last names
+
+
+def _classes(classes: tuple[str, ...]) -> str:
+    shown = classes if len(classes) <= CLASSES_SHOWN else (*classes[: CLASSES_SHOWN - 2], "…", classes[-1])
+    return f"{len(classes)} classes: {', '.join(shown)}"
+
+
 def _dataset_lines() -> list[str]:
-    return [f"`{d.name}` {d.description}; classes: {', '.join(d.classes)}" for d in catalog.DATASETS.values()]
+    return [
+        f"`{d.name}` {d.description}; stored as {d.format}; {d.size}; {_classes(d.classes)}"
+        for d in catalog.DATASETS.values()
+    ]
+
+
+OWN_DATASET = (
+    f"*Your own*: `/train s3://bucket/prefix/ <model>`, e.g. `{catalog.S3_EXAMPLE}`. The prefix holds a version "
+    "published with `python -m infra.datasets publish` (a `manifest.json` and `files/`), or a dataset as "
+    "exported: YOLO (`data.yaml` with its `names`, `images/` and `labels/` per split), darknet (`obj.names`, "
+    "`train.txt`, `valid.txt`, each image's `.txt` beside it), COCO (`annotations/instances_train….json`, "
+    "`…val….json` and the image folders) or Pascal VOC (`train/` and `val/` folders of images and `.xml`, or "
+    "`Annotations/`, `JPEGImages/` and `ImageSets/Main/`). It needs a train split and a val (or test) one; the "
+    "classes come from the dataset; every model can train on every layout; Spotter's instances must be allowed "
+    "to read the bucket."
+)
 
 
 def help_message() -> Message:
@@ -342,7 +384,9 @@ def help_message() -> Message:
         {"type": "header", "text": {"type": "plain_text", "text": "Spotter: train detectors on spot GPUs"}},
         _section("*Commands*\n" + "\n".join(commands)),
         _section("*Datasets*\n" + "\n".join(_dataset_lines())),
-        _section("*Models*\n" + "\n".join(_model_lines(catalog.MODELS.values()))),
+        _section(OWN_DATASET),
+        _section("*Models*, by framework"),
+        *_model_sections(),
         _section("*Options* (`key=value` after the model)\n" + "\n".join(_option_lines())),
         _context(f"Example: `{example()}`"),
     ]
@@ -350,13 +394,14 @@ def help_message() -> Message:
 
 
 def datasets_message() -> Message:
-    lines = _dataset_lines()
-    return _message("Datasets: " + ", ".join(catalog.DATASETS), [_section("*Datasets*\n" + "\n".join(lines))])
+    blocks = [_section("*Datasets*\n" + "\n".join(_dataset_lines())), _section(OWN_DATASET)]
+    return _message(f"Datasets: {', '.join(catalog.DATASETS)}, or your own s3://bucket/prefix/", blocks)
 
 
 def models_message() -> Message:
-    lines = _model_lines(catalog.MODELS.values())
-    return _message("Models: " + ", ".join(catalog.MODELS), [_section("*Models*\n" + "\n".join(lines))])
+    groups = _models_by_framework()
+    text = "; ".join(f"{recipe}: {', '.join(m.name for m in ms)}" for recipe, ms in groups.items())
+    return _message(f"Models by framework: {text}", [_section("*Models*, by framework"), *_model_sections()])
 
 
 def job_line(rec: JobRecord, now: float) -> str:

@@ -117,9 +117,38 @@ class JobFinished(JobEvent):
     seconds: float | None = None
 
 
+class JobBuildReady(JobEvent):
+    """A framework build this attempt uploaded under its job prefix, offered to the shared build cache."""
+
+    detail_type = "Job Build Ready"
+    source = SOURCE_AGENT
+    recipe: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    key: str = Field(pattern=r"^[0-9a-f]{64}$")  # the build cache key: sha256 of what shaped the build
+    artifact: Artifact
+
+    # Where builds live: the agent reads the first and writes the second, the build cache function copies.
+    @staticmethod
+    def cache_object_key(recipe: str, key: str) -> str:
+        return f"cache/build/{recipe}/{key}/build.tar.gz"
+
+    @staticmethod
+    def upload_object_key(job_id: str, recipe: str, key: str) -> str:
+        return f"jobs/{job_id}/build/{recipe}-{key}.tar.gz"
+
+
 EVENT_TYPES: dict[str, type[JobEvent]] = {
     cls.detail_type: cls
-    for cls in (JobQueued, JobLaunched, JobPhase, JobProgress, JobMetric, JobCheckpoint, JobError, JobFinished)
+    for cls in (
+        JobQueued,
+        JobLaunched,
+        JobPhase,
+        JobProgress,
+        JobMetric,
+        JobCheckpoint,
+        JobError,
+        JobFinished,
+        JobBuildReady,
+    )
 }
 
 

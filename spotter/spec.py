@@ -100,6 +100,14 @@ def parse_params(pairs: list[tuple[str, str]], model: catalog.Model) -> TrainPar
         raise SpecError(err["msg"].removeprefix("Value error, ") + ".") from None
 
 
+def job_stem(dataset: str) -> str:
+    """The readable start of a job id: a catalog name, or the last folder of an s3:// prefix (else its bucket)."""
+    if catalog.is_s3_uri(dataset):
+        parts = [p for p in dataset[len(catalog.S3_SCHEME) :].split("/") if p]
+        dataset = re.sub(r"[^a-z0-9]+", "-", parts[-1].lower()).strip("-") if parts else ""
+    return dataset[:20].rstrip("-") or "s3"
+
+
 def new_job_id(dataset: str, seed: str) -> str:
     """A short, readable, deterministic id: the same Slack request always names the same job."""
     digest = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big")
@@ -107,7 +115,7 @@ def new_job_id(dataset: str, seed: str) -> str:
     for _ in range(6):
         digest, r = divmod(digest, len(_JOB_ID_ALPHABET))
         tail += _JOB_ID_ALPHABET[r]
-    return f"{dataset[:20].rstrip('-')}-{tail}"
+    return f"{job_stem(dataset)}-{tail}"
 
 
 class JobSpec(BaseModel):

@@ -37,6 +37,58 @@ urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=json.dumps(sys.a
   '{url}' {fixed} "$@"
 """
 
+# The local image stands in for a GPU AMI whose system packages are already there: the recipes' apt-get
+# commands are shown in the log and succeed without touching the machine running the stack.
+_APT_SHIM = """#!/bin/sh
+echo "$(basename "$0") $*: provided by the local image"
+"""
+
+
+# Fixed identity and dates for mirror commits: the same source tree always gives the same commit (and build key).
+_MIRROR_GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Spotter local stack",
+    "GIT_AUTHOR_EMAIL": "local@spotter.invalid",
+    "GIT_AUTHOR_DATE": "2020-04-23T00:00:00Z",
+    "GIT_COMMITTER_NAME": "Spotter local stack",
+    "GIT_COMMITTER_EMAIL": "local@spotter.invalid",
+    "GIT_COMMITTER_DATE": "2020-04-23T00:00:00Z",
+}
+
+
+def make_git_mirror(source: Path, bare: Path, *, tag: str) -> Path:
+    """A bare repository holding `source` (minus what its .gitignore leaves out) as one commit tagged `tag`."""
+
+    def git(*args: str) -> None:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **_MIRROR_GIT_ENV}
+        subprocess.run(["git", *args], env=env, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    git("init", "--quiet", "--bare", str(bare))
+    tree = ("--git-dir", str(bare), "--work-tree", str(source))
+    git(*tree, "add", "--all")
+    git(*tree, "commit", "--quiet", "--message", f"{source.name}: local stand-in")
+    git("--git-dir", str(bare), "tag", tag)
+    return bare
+
+
+def git_mirror_environ(mirrors: dict[str, Path]) -> dict[str, str]:
+    """Environment that makes git fetch each URL (with or without `.git`) from its local bare repository.
+
+    git's own `url.<base>.insteadOf`, given as GIT_CONFIG_* variables: the product's git commands stay as they are.
+    """
+    pairs = [
+        (f"url.{bare.as_uri()}.insteadOf", url + suffix)
+        for url, bare in mirrors.items()
+        for suffix in ("", ".git")  # git takes the longest match, so `….git` never becomes `….git.git`
+    ]
+    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+    for i, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
 
 @dataclass
 class Image:
@@ -169,6 +221,10 @@ class HostRunner:
         for name, fixed in (("shutdown", ""), ("poweroff", "now"), ("halt", "now")):
             shim = root / "bin" / name
             shim.write_text(_SHIM.format(name=name, url=f"{imds.url}/_local/power", fixed=fixed))
+            shim.chmod(0o755)
+        for name in ("apt-get", "apt"):
+            shim = root / "bin" / name
+            shim.write_text(_APT_SHIM)
             shim.chmod(0o755)
         script = root / "user-data"
         script.write_text(user_data)

@@ -3,11 +3,13 @@ dispatcher and the EC2 host runner, wired exactly as template.yaml wires them in
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import logging
 import os
 import secrets
+import struct
 import sys
 import tempfile
 import threading
@@ -20,7 +22,7 @@ import boto3
 
 from infra.local.aws import ROOT, MotoServer, Resources, provision
 from infra.local.dispatcher import Dispatcher
-from infra.local.hosts import JOB_TAG, HostRunner, Image
+from infra.local.hosts import JOB_TAG, HostRunner, Image, git_mirror_environ, make_git_mirror
 from infra.local.invoke import Handler, LambdaContext, LocalLambdaClient
 from infra.local.slack import SlackStandIn
 from infra.local.slash import Signature, new_trigger_id, signed_event, slash_body
@@ -31,6 +33,12 @@ from spotter.store import JobRecord, JobsStore
 Emit = Callable[[dict[str, Any]], None]
 Trainer = Literal["real", "standin"]
 STANDIN_PATH = ROOT / "infra" / "local" / "standin"
+# The darknet the instances clone is the stand-in source tree, served from a local mirror under this URL.
+DARKNET_URL = "https://github.com/AlexeyAB/darknet"
+# Starting weights recipes fetch from cache/pretrained/, published as small stand-ins at stack start. Not the
+# Ultralytics ones: the demo's real framework would try to load them.
+STANDIN_PRETRAINED = ("yolov4.conv.137", "yolov4-tiny.conv.29", "yolov5n.pt", "yolov5s.pt", "R-50.pkl")
+STANDIN_PRETRAINED_BYTES = 4096
 TEAM = "T0SPOTTER"
 DEFAULT_USER = "U0ALICE"
 DEFAULT_CHANNEL = "C0TRAINING"
@@ -41,6 +49,13 @@ def real_trainer_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("ultralytics") is not None and importlib.util.find_spec("torch") is not None
+
+
+def standin_weights(name: str) -> bytes:
+    """Fixed bytes for a pretrained file: darknet's weights header (version 0.2.5, nothing seen), then a pattern."""
+    header = struct.pack("<3iQ", 0, 2, 5, 0)
+    pattern = b"".join(hashlib.sha256(f"{name}:{i}".encode()).digest() for i in range(STANDIN_PRETRAINED_BYTES // 32))
+    return header + pattern
 
 
 def _import(path: str) -> Handler:
@@ -94,6 +109,7 @@ class LocalStack:
         os.environ.update(self.resources.environment())
         os.environ["SPOTTER_SLACK_API_URL"] = self.slack.api_url
         self._publish_agent()
+        self._publish_pretrained()
         self.store = JobsStore(self.resources.table)
 
         slack_fn = self.resources.function_by_handler("bot.app.handler")
@@ -109,6 +125,7 @@ class LocalStack:
             for queue in fn.queues:
                 self.dispatcher.route(fn.name, queue, _import(fn.handler))
 
+        self._image_environ.update(self._darknet_mirror())
         image = Image(python_bin=Path(sys.executable).parent, environ=self._image_environ)
         self.hosts = HostRunner(
             root=self._root / "instances", image=image, aws_environ=self.moto.environ(), emit=self.emit
@@ -122,6 +139,27 @@ class LocalStack:
 
         key = self.resources.function_by_handler("lambdas.launcher.handler").environment["SPOTTER_AGENT_KEY"]
         publish_agent(self.resources.bucket, key, boto3.client("s3"))
+
+    def _darknet_mirror(self) -> dict[str, str]:
+        """A mirror of the darknet stand-in tagged with the ref the darknet recipe pins, and the environment that
+        makes git on the instances use it (a mirror can hold tags, not someone else's commit ids)."""
+        from agent import recipes
+
+        build = recipes.load("darknet").build
+        if build is None:
+            raise RuntimeError("the darknet recipe has no build step: nothing to mirror")
+        bare = make_git_mirror(STANDIN_PATH / "darknet", self._root / "git" / "darknet.git", tag=build.source.ref)
+        return git_mirror_environ({DARKNET_URL: bare})
+
+    def _publish_pretrained(self) -> None:
+        from agent.inputs import publish_pretrained
+
+        folder = self._root / "pretrained"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in STANDIN_PRETRAINED:
+            path = folder / name
+            path.write_bytes(standin_weights(name))
+            publish_pretrained(path, s3=boto3.client("s3"), bucket=self.resources.bucket)
 
     def _lambda_error(self, name: str, e: BaseException) -> None:
         self.emit({"aws": "lambda error", "function": name, "error": f"{type(e).__name__}: {e}"})
@@ -209,12 +247,16 @@ class LocalStack:
             time.sleep(0.25)
 
     def settle(self, timeout: float = 30.0) -> None:
-        """Let instances of finished jobs power off and the bus drain, so the final state is final."""
+        """Let instances of finished jobs power off and the bus drain, so the final state is final.
+
+        A job still running keeps the bus busy: then only the finished jobs' instances are waited for.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             live = [i for i in self.instances() if i["state"] not in ("terminated", "shutting-down")]
             busy = [i for i in live if self.store.get(i["job"]).status.is_terminal()]
-            if not busy and self.dispatcher.idle():
+            running = any(not self.store.get(job).status.is_terminal() for job in self.jobs)
+            if not busy and (running or self.dispatcher.idle()):
                 return
             time.sleep(0.25)
 

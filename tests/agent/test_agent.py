@@ -22,9 +22,21 @@ import pytest
 
 from agent import main as agent_main
 from agent import recipes
+from agent.build import BuildFailed, BuildOutcome
 from agent.imds import Imds, ImdsError
-from agent.main import run_job
-from spotter.events import JobError, JobEvent, JobFinished, JobMetric, JobPhase, JobProgress
+from agent.main import newest, run_job
+from agent.plan import BuildStep, Step
+from spotter.events import (
+    Artifact,
+    JobBuildReady,
+    JobCheckpoint,
+    JobError,
+    JobEvent,
+    JobFinished,
+    JobMetric,
+    JobPhase,
+    JobProgress,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "shapes-abc234"
@@ -357,3 +369,218 @@ def test_sigterm_stops_the_phase_reports_it_and_powers_off(
         "killed",
         "the agent was stopped by SIGTERM during train",
     )
+
+
+# What Ultralytics prints for the validation of best.pt: the evaluate phase's final word on mAP.
+VALIDATION_LINE = "                   all         40        101      0.951      0.949      0.975      0.812"
+BUILD_KEY = "ab" * 32
+
+
+def _recipe_with(**update: Any) -> recipes.Recipe:
+    """The ultralytics recipe with some phases replaced (by commands that print what a framework would)."""
+    return recipes.load("ultralytics").model_copy(update=update)
+
+
+def _build(setup: bool = True) -> recipes.BuildTemplate:
+    return recipes.BuildTemplate(
+        source=recipes.SourceTemplate(repo="https://github.com/example/framework.git", ref="v1.0", dir="framework"),
+        commands=(("{python}", "-c", "print('compiling for sm_{cuda_arch}')"),),
+        outputs=("lib",),
+        setup=(("{python}", "-c", "import os; print('installing in', os.getcwd())"),) if setup else (),
+    )
+
+
+class FakeBuildCache:
+    """ensure_build's contract: check out, then restore (cached) or build through `run`."""
+
+    def __init__(self, cached: bool, fails: bool = False) -> None:
+        self.cached = cached
+        self.fails = fails
+        self.calls: list[tuple[str, Path, str, str]] = []
+
+    def __call__(
+        self,
+        step: BuildStep,
+        *,
+        s3: Any,
+        bucket: str,
+        job_id: str,
+        attempt: int,
+        image_id: str,
+        gpu_arch: str,
+        run: Any,
+    ) -> BuildOutcome:
+        self.calls.append((step.recipe, step.source.dir, image_id, gpu_arch))
+        step.source.dir.mkdir(parents=True, exist_ok=True)
+        if self.cached:
+            return BuildOutcome(key=BUILD_KEY, cached=True, artifact=None)
+        commands = step.commands
+        if self.fails:
+            commands = (
+                ("python3", "-c", "import sys; print('nvcc fatal   : Unsupported gpu architecture'); sys.exit(2)"),
+            )
+        if not run(Step("build", commands, cwd=step.source.dir, env=step.env)):
+            raise BuildFailed(f"the {step.recipe} build failed (see the build log)")
+        uploaded = Artifact(
+            name="build", key=f"jobs/{job_id}/build/{step.recipe}-{BUILD_KEY}.tar.gz", sha256="0" * 64, size=10
+        )
+        return BuildOutcome(key=BUILD_KEY, cached=False, artifact=uploaded)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_plan_with_a_build_and_an_evaluation_runs_every_phase(
+    cached: bool,
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    imds_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ImdsStandIn.meta["ami-id"] = "ami-0123456789abcdef0"
+    cache = FakeBuildCache(cached=cached)
+    monkeypatch.setattr(agent_main, "ensure_build", cache)
+    evaluate = recipes.StepTemplate(commands=(("{python}", "-c", f"print({VALIDATION_LINE!r})"),))
+    recipe = _recipe_with(build=_build(), evaluate=evaluate)
+    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
+    workdir = tmp_path / "work"
+    bus = RecordingBus()
+
+    code = run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=Imds(imds_endpoint))
+
+    assert code == 0 and poweroff.calls == 1
+    # The machine's GPU (g4dn.xlarge: a T4, sm_75) and image key the build.
+    assert cache.calls == [("ultralytics", workdir / "framework", "ami-0123456789abcdef0", "sm_75")]
+    milestones = [(e.phase, e.state) for e in bus.events if isinstance(e, JobPhase)]
+    # A restored build is announced once, as restored; one built here as started, then finished.
+    build = [("build", "cached")] if cached else [("build", "started"), ("build", "finished")]
+    assert milestones == [
+        ("install", "started"),
+        ("install", "finished"),
+        *build,
+        *((phase, state) for phase in ("data", "train", "evaluate", "upload") for state in ("started", "finished")),
+    ]
+    ready = [e for e in bus.events if isinstance(e, JobBuildReady)]
+    assert [(e.recipe, e.key, e.artifact.key) for e in ready] == (
+        [] if cached else [("ultralytics", BUILD_KEY, f"jobs/{JOB_ID}/build/ultralytics-{BUILD_KEY}.tar.gz")]
+    )
+    build_log = (workdir / "logs" / "build.log").read_text()
+    assert ("compiling for sm_75" in build_log) is not cached
+    # Setup puts the build to use whether it was built here or restored, in the checkout.
+    assert f"installing in {workdir / 'framework'}" in build_log
+    metrics = [e for e in bus.events if isinstance(e, JobMetric)]
+    assert (metrics[-1].map50, metrics[-1].map50_95) == (pytest.approx(0.975), pytest.approx(0.812))
+    assert isinstance(bus.events[-1], JobFinished)
+    logs = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=f"jobs/{JOB_ID}/logs/attempt-1/")
+    assert {o["Key"].rsplit("/", 1)[1] for o in logs["Contents"]} >= {"build.log", "data.log", "evaluate.log"}
+
+
+def test_a_failed_build_is_reported_from_its_log_and_nothing_else_runs(
+    job: Any, standin: Path, poweroff: Any, imds_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_main, "ensure_build", FakeBuildCache(cached=False, fails=True))
+    recipe = _recipe_with(build=_build(setup=False))
+    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
+    bus = RecordingBus()
+
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=Imds(imds_endpoint))
+
+    assert code == 1 and poweroff.calls == 1
+    error = bus.events[-1]
+    assert isinstance(error, JobError)
+    assert (error.phase, error.kind) == ("build", "exit")
+    assert error.message == "build exited with status 2: nvcc fatal : Unsupported gpu architecture"
+    assert error.last_lines == ["nvcc fatal   : Unsupported gpu architecture"]
+    assert not any(isinstance(e, JobPhase) and e.phase == "data" for e in bus.events)
+    log = job.s3.get_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/logs/attempt-1/build.log")["Body"].read()
+    assert b"nvcc fatal" in log
+
+
+def test_an_interrupted_training_leaves_its_checkpoint_and_the_next_attempt_resumes_from_it(
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    no_imds: Imds,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_spec: Any,
+) -> None:
+    monkeypatch.setenv("SPOTTER_STANDIN_FAIL_AT_EPOCH", "3")
+    first = RecordingBus()
+    assert run_job(JOB_ID, job.url, workdir=tmp_path / "one", poweroff=poweroff, bus=first, imds=no_imds) == 1
+
+    key = f"jobs/{JOB_ID}/checkpoints/last.pt"
+    saved = job.s3.get_object(Bucket="spotter-test", Key=key)
+    body = saved["Body"].read()
+    assert body == (tmp_path / "one" / "runs" / "train" / "weights" / "last.pt").read_bytes()
+    [checkpoint] = [e for e in first.events if isinstance(e, JobCheckpoint)]
+    assert (checkpoint.artifact.key, checkpoint.artifact.sha256) == (key, saved["Metadata"]["sha256"])
+    assert checkpoint.current == 3 and isinstance(first.events[-1], JobError), [
+        (type(e).__name__, e.seq) for e in first.events
+    ][-4:]
+
+    # Attempt 2, on a fresh machine: a train command that shows what it was given.
+    echo = recipes.Group(when="resume", argv=("--resume", "{checkpoint}"))
+    train = recipes.StepTemplate(commands=(("{python}", "-c", "import sys; print('train', *sys.argv[1:])", echo),))
+    last = {"last": recipes.ArtifactFile(path="checkpoints/last.pt", required=True)}
+    recipe = _recipe_with(train=train, artifacts=last)
+    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
+    second = make_spec().model_copy(update={"attempt": 2})
+    job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=second.model_dump_json().encode())
+    workdir = tmp_path / "two"
+
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=RecordingBus(), imds=no_imds) == 0
+    restored = workdir / "checkpoints" / "last.pt"
+    assert restored.read_bytes() == body
+    assert f"train --resume {restored}" in (workdir / "logs" / "train.log").read_text()
+
+
+def test_without_a_checkpoint_a_later_attempt_trains_afresh(
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    no_imds: Imds,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_spec: Any,
+) -> None:
+    echo = recipes.Group(when="resume", argv=("--resume", "{checkpoint}"))
+    train = recipes.StepTemplate(commands=(("{python}", "-c", "import sys; print('train', *sys.argv[1:])", echo),))
+    recipe = _recipe_with(train=train)
+    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
+    second = make_spec().model_copy(update={"attempt": 2})
+    job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=second.model_dump_json().encode())
+    workdir = tmp_path / "work"
+
+    run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=RecordingBus(), imds=no_imds)
+
+    assert (workdir / "logs" / "train.log").read_text().strip() == "train"
+    assert "no checkpoint to resume from" in (workdir / "logs" / "agent.log").read_text()
+
+
+def test_an_artifact_path_with_a_star_takes_the_newest_match(tmp_path: Path) -> None:
+    for i, name in enumerate(("model_0000999.pth", "model_0001999.pth", "model_final.pth")):
+        path = tmp_path / "model" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))
+    (tmp_path / "model" / "metrics.json").write_text("{}")
+    assert newest(tmp_path / "model" / "model_*.pth") == tmp_path / "model" / "model_final.pth"
+    assert newest(tmp_path / "runs" / "exp*" / "weights" / "best.pt") is None
+    assert newest(tmp_path / "model" / "metrics.json") == tmp_path / "model" / "metrics.json"
+    assert newest(tmp_path / "model" / "nothing.json") is None
+
+
+def test_a_recipe_that_builds_for_a_gpu_says_so_on_a_machine_without_one(
+    job: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = _recipe_with(build=_build())
+    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
+    bus = RecordingBus()
+
+    assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds) == 1
+
+    error = bus.events[-1]
+    assert isinstance(error, JobError) and (error.phase, error.kind) == ("install", "exit")
+    assert "needs `cuda_arch`, which only a catalog GPU instance gives" in error.message
+    assert not any(isinstance(e, JobPhase) for e in bus.events)

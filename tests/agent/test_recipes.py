@@ -1,81 +1,386 @@
-"""Recipes render to exact argv lists from the spec alone; envcheck installs only what is off."""
+"""Recipes render to exact argv lists from the spec alone (snapshots per recipe, in the seeds' command shapes);
+spec values that could mean anything to a shell are refused; envcheck installs only what is off."""
 
 from __future__ import annotations
 
+import difflib
+import os
+import shlex
 import subprocess
 import sys
 import sysconfig
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent import envcheck, recipes
-from spotter.spec import RunSpec
+from agent.plan import Plan, Step
+from spotter import catalog
+from spotter.spec import JobSpec, RunSpec, TrainParams
 
 REPO = Path(__file__).resolve().parents[2]
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+# SPOTTER_UPDATE_SNAPSHOTS=1 rewrites the snapshot files from what the recipes render now (review the diff).
+UPDATE = os.environ.get("SPOTTER_UPDATE_SNAPSHOTS") == "1"
 
 WORK = Path("/opt/spotter/work/shapes-abc234")
 PY = "/usr/bin/python3"
+T4 = "sm_75"
 MakeSpec = Callable[..., RunSpec]
 
 
+def run_spec(dataset: str, model: str, *, attempt: int = 1, **options: Any) -> RunSpec:
+    """A spec as the bot builds it: the model's defaults, then the options as a person gives them."""
+    m = catalog.model(model)
+    spec = JobSpec(
+        job_id=f"{dataset}-abc234",
+        dataset=dataset,
+        model=model,
+        recipe=m.recipe,
+        unit=m.unit,
+        params=TrainParams.model_validate({**m.defaults, **options}),
+        requested_by="U0TEST",
+        channel="C0TEST",
+    )
+    classes = catalog.dataset(dataset).classes
+    return RunSpec(spec=spec, attempt=attempt, bucket="b", bus_name="b", region="us-east-1", classes=classes)
+
+
+def _step(label: str, step: Step | None, work: Path) -> list[str]:
+    if step is None:
+        return []
+    where = f" (in {step.cwd.relative_to(work)})" if step.cwd is not None else ""
+    env = " ".join(f"{k}={v}" for k, v in step.env.items())
+    lines = [f"{label} env: {env}"] if env else []
+    return lines + [f"{label}{where}: {shlex.join(argv)}" for argv in step.commands]
+
+
+def describe(plan: Plan, work: Path) -> list[str]:
+    """A plan as lines: each command shlex-joined (for reading; nothing is ever run through a shell)."""
+    lines = _step("install", plan.install, work)
+    if plan.build is not None:
+        b = plan.build
+        lines.append(f"build source: {b.source.repo} at {b.source.ref} into {b.source.dir.relative_to(work)}")
+        if b.env:
+            lines.append("build env: " + " ".join(f"{k}={v}" for k, v in b.env.items()))
+        lines += [f"build: {shlex.join(argv)}" for argv in b.commands]
+        lines.append(f"build outputs: {' '.join(b.outputs)}")
+    lines += _step("setup", plan.setup, work)
+    d = plan.data
+    lines.append(f"data: {d.dataset} in {d.layout} layout into {d.out.relative_to(work)}")
+    lines += [f"data: {shlex.join(argv)}" for argv in d.commands]
+    lines += [f"pretrained: {p.name} -> {p.dest.relative_to(work)}" for p in plan.pretrained]
+    lines += _step("train", plan.train, work)
+    lines += _step("evaluate", plan.evaluate, work)
+    lines += [
+        f"artifact {a.name}: {a.path.relative_to(work)}{' (required)' if a.required else ''}" for a in plan.artifacts
+    ]
+    if plan.resume_from is not None:
+        lines.append(f"checkpoint: {plan.resume_from.path.relative_to(work)}")
+    return [f"parser: {plan.parser}", *lines]
+
+
+# Per recipe: a seed's job first, then several GPUs, then the same job resumed by a later attempt.
+SAMPLES: dict[str, list[tuple[str, str, str | None, dict[str, Any], bool]]] = {
+    "darknet": [
+        ("seed 000: /train persons yolov4 (max_batches by AlexeyAB's rule)", "persons", T4, {"model": "yolov4"}, False),
+        (
+            "/train persons yolov4-tiny iterations=8000 gpus=2",
+            "persons",
+            T4,
+            {"model": "yolov4-tiny", "iterations": "8000", "gpus": "2"},
+            False,
+        ),
+        ("attempt 2 of /train persons yolov4, resumed", "persons", "sm_86", {"model": "yolov4"}, True),
+    ],
+    "scaled-yolov4": [
+        ("seed 001: /train aerial-maritime yolov4-csp", "aerial-maritime", T4, {"model": "yolov4-csp"}, False),
+        (
+            "seed 001 scaled up: /train aerial-maritime yolov4-csp gpus=4 batch=64",
+            "aerial-maritime",
+            T4,
+            {"model": "yolov4-csp", "gpus": "4", "batch": "64"},
+            False,
+        ),
+        ("attempt 2, resumed", "aerial-maritime", T4, {"model": "yolov4-csp"}, True),
+    ],
+    "yolov5": [
+        (
+            "seed 002: /train persons yolov5n from=pretrained",
+            "persons",
+            T4,
+            {"model": "yolov5n", "from": "pretrained"},
+            False,
+        ),
+        (
+            "/train persons yolov5s gpus=2 batch=32",
+            "persons",
+            T4,
+            {"model": "yolov5s", "gpus": "2", "batch": "32"},
+            False,
+        ),
+        (
+            "attempt 2 of /train persons yolov5n from=pretrained, resumed",
+            "persons",
+            T4,
+            {"model": "yolov5n", "from": "pretrained"},
+            True,
+        ),
+    ],
+    "detectron2": [
+        (
+            "seed 004: /train coco2017 mask-rcnn-r50-fpn gpus=2",
+            "coco2017",
+            T4,
+            {"model": "mask-rcnn-r50-fpn", "gpus": "2"},
+            False,
+        ),
+        (
+            "/train aerial-maritime faster-rcnn-r50-fpn iterations=2000 batch=4 img=640",
+            "aerial-maritime",
+            T4,
+            {"model": "faster-rcnn-r50-fpn", "iterations": "2000", "batch": "4", "img": "640"},
+            False,
+        ),
+        ("attempt 2, resumed", "coco2017", T4, {"model": "faster-rcnn-r50-fpn"}, True),
+    ],
+    "ultralytics": [
+        ("the CPU demo: /train shapes yolov8n on a machine with no GPU", "shapes", None, {"model": "yolov8n"}, False),
+        (
+            "/train aerial-maritime yolo11s from=pretrained gpus=2",
+            "aerial-maritime",
+            T4,
+            {"model": "yolo11s", "from": "pretrained", "gpus": "2"},
+            False,
+        ),
+        ("attempt 2, resumed", "shapes", None, {"model": "yolov8n"}, True),
+    ],
+}
+
+
+def render_samples(recipe: str) -> str:
+    out: list[str] = []
+    for title, dataset, arch, options, resume in SAMPLES[recipe]:
+        options = dict(options)
+        model = options.pop("model")
+        run = run_spec(dataset, model, attempt=2 if resume else 1, **options)
+        work = Path("/opt/spotter/work") / run.spec.job_id
+        plan = recipes.load(recipe).render(run, workdir=work, python="python3", gpu_arch=arch, cpus=8, resume=resume)
+        out += [f"# {title} — {arch or 'no GPU'}, 8 CPUs, work {work}", *describe(plan, work), ""]
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("recipe", sorted(SAMPLES))
+def test_rendered_commands_match_the_snapshot(recipe: str) -> None:
+    rendered = render_samples(recipe)
+    snapshot = SNAPSHOTS / f"{recipe}.txt"
+    if UPDATE:
+        snapshot.write_text(rendered)
+    expected = snapshot.read_text()
+    diff = "\n".join(difflib.unified_diff(expected.splitlines(), rendered.splitlines(), "snapshot", "rendered"))
+    assert rendered == expected, f"{recipe} renders differently (SPOTTER_UPDATE_SNAPSHOTS=1 to accept):\n{diff}"
+
+
+def test_every_recipe_has_samples() -> None:
+    assert sorted(SAMPLES) == recipes.available()
+
+
+@pytest.mark.parametrize("recipe", sorted(SAMPLES))
+def test_snapshots_show_the_seed_command_shape(recipe: str) -> None:
+    seed = {
+        "darknet": "train (in darknet): ./darknet detector train data/yolov4-persons.data cfg/yolov4-persons.cfg "
+        "yolov4.conv.137 -dont_show -map\n",
+        "scaled-yolov4": "train (in ScaledYOLOv4): python3 train.py --img 416 --batch 16 --epochs 50 --data "
+        "/opt/spotter/work/aerial-maritime-abc234/data/data.yaml --cfg ./models/yolov4-csp.yaml --weights '' "
+        "--name yolov4-csp-aerial-maritime --cache\n",
+        "yolov5": "--weights /opt/spotter/work/persons-abc234/yolov5n.pt --cfg models/yolov5n.yaml",
+        "detectron2": "tools/train_net.py --num-gpus 2 --config-file /opt/spotter/work/coco2017-abc234/detectron2/"
+        "configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml MODEL.WEIGHTS "
+        "/opt/spotter/work/coco2017-abc234/R-50.pkl SOLVER.MAX_ITER 4000 ",
+        "ultralytics": "train: python3 -m agent.trainers.yolo --data /opt/spotter/work/shapes-abc234/data/data.yaml "
+        "--model yolov8n.yaml --epochs 20 --imgsz 128 --batch 16 --gpus 1",
+    }[recipe]
+    assert seed in (SNAPSHOTS / f"{recipe}.txt").read_text()
+
+
 def test_ultralytics_renders_exact_argv(make_spec: MakeSpec) -> None:
-    plan = recipes.load("ultralytics").render(make_spec(epochs=3), workdir=WORK, python=PY)
+    plan = recipes.load("ultralytics").render(make_spec(epochs=3), workdir=WORK, python=PY, gpu_arch=None, cpus=2)
 
     assert plan.parser == "ultralytics"
-    assert [(c.phase, list(c.argv)) for c in plan.phases] == [
-        ("install", [PY, "-m", "agent.envcheck", "ultralytics==8.4.190"]),
-        ("data", [PY, "-m", "agent.datasets.shapes", "--out", f"{WORK}/data"]),
+    assert plan.install is not None and plan.install.commands == ((PY, "-m", "agent.envcheck", "ultralytics==8.4.190"),)
+    assert plan.build is None and plan.setup is None and plan.evaluate is None
+    assert (plan.data.dataset, plan.data.layout, plan.data.out, plan.data.commands) == (
+        "shapes",
+        "yolo",
+        WORK / "data",
+        (),
+    )
+    assert plan.train.commands == (
         (
-            "train",
-            [
-                PY, "-m", "agent.trainers.yolo",
-                "--data", f"{WORK}/data/data.yaml",
-                "--model", "yolov8n.yaml",
-                "--epochs", "3",
-                "--imgsz", "128",
-                "--batch", "16",
-                "--gpus", "1",
-                "--project", f"{WORK}/runs",
-                "--name", "train",
-            ],
+            PY, "-m", "agent.trainers.yolo",
+            "--data", f"{WORK}/data/data.yaml",
+            "--model", "yolov8n.yaml",
+            "--epochs", "3",
+            "--imgsz", "128",
+            "--batch", "16",
+            "--gpus", "1",
+            "--project", f"{WORK}/runs",
+            "--name", "train",
         ),
-    ]  # fmt: skip
+    )  # fmt: skip
     assert [(a.name, a.path, a.required) for a in plan.artifacts] == [
         ("best", WORK / "runs/train/weights/best.pt", True),
         ("last", WORK / "runs/train/weights/last.pt", False),
         ("results", WORK / "runs/train/results.csv", False),
     ]
+    assert plan.resume_from is not None and plan.resume_from.path == WORK / "runs/train/weights/last.pt"
 
 
-def test_pretrained_starts_from_the_published_weights(make_spec: MakeSpec) -> None:
-    plan = recipes.load("ultralytics").render(make_spec(from_="pretrained"), workdir=WORK, python=PY)
-    train = dict(zip(plan.phases[2].argv, plan.phases[2].argv[1:], strict=False))
-    assert train["--model"] == "yolov8n.pt"
+def test_pretrained_starts_from_the_published_weights_fetched_ahead(make_spec: MakeSpec) -> None:
+    plan = recipes.load("ultralytics").render(
+        make_spec(from_="pretrained"), workdir=WORK, python=PY, gpu_arch=None, cpus=2
+    )
+    train = dict(zip(plan.train.commands[0], plan.train.commands[0][1:], strict=False))
+    assert train["--model"] == f"{WORK}/yolov8n.pt"
+    assert [(p.name, p.dest) for p in plan.pretrained] == [("yolov8n.pt", WORK / "yolov8n.pt")]
+
+
+def test_a_resumed_attempt_restarts_from_the_restored_checkpoint(make_spec: MakeSpec) -> None:
+    plan = recipes.load("ultralytics").render(make_spec(), workdir=WORK, python=PY, gpu_arch=None, cpus=2, resume=True)
+    assert plan.train.commands[0][-2:] == ("--resume", str(WORK / "checkpoints" / "last.pt"))
+    assert recipes.restored_checkpoint(WORK, ".pt") == WORK / "checkpoints" / "last.pt"
 
 
 def test_argv_is_plain_strings_each_one_argument(make_spec: MakeSpec) -> None:
-    """Values are typed (catalog names, bounded ints): no argument can carry shell text or split in two."""
-    plan = recipes.load("ultralytics").render(make_spec(), workdir=Path("/w d;$(x)"), python=PY)
-    for command in plan.phases:
-        assert isinstance(command.argv, tuple)
-        assert all(type(a) is str for a in command.argv)
-    # A path with spaces and metacharacters stays inside its one argument, verbatim.
-    assert "/w d;$(x)/data" in plan.phases[1].argv
+    """Agent-chosen paths may hold anything: each stays inside its one argument, verbatim."""
+    plan = recipes.load("ultralytics").render(make_spec(), workdir=Path("/w d;$(x)"), python=PY, gpu_arch=None, cpus=2)
+    for step in (plan.install, plan.train):
+        assert step is not None
+        for argv in step.commands:
+            assert isinstance(argv, tuple) and all(type(a) is str for a in argv)
+    assert "/w d;$(x)/data/data.yaml" in plan.train.commands[0]
 
 
-def test_a_template_naming_an_unknown_value_is_refused() -> None:
+EVIL = "1;rm -rf /"
+
+
+@pytest.mark.parametrize(
+    ("placeholder", "spec_field", "params_field"),
+    [
+        ("model", "model", None),
+        ("name", "dataset", None),
+        ("name", "job_id", None),
+        ("epochs", None, "epochs"),
+        ("iterations", None, "iterations"),
+        ("img", None, "img"),
+        ("batch", None, "batch"),
+        ("gpus", None, "gpus"),
+    ],
+)
+def test_spec_values_with_shell_metacharacters_are_refused_before_rendering(
+    placeholder: str, spec_field: str | None, params_field: str | None
+) -> None:
+    """Every placeholder that carries what a person typed: a spec built around pydantic's validation (as a tampered
+    job.json read without it would be) is refused, for every recipe that names the value."""
+    for recipe, samples in SAMPLES.items():
+        title, dataset, arch, options, _ = samples[0]
+        options = dict(options)
+        run = run_spec(dataset, options.pop("model"), **options)
+        spec, params = run.spec, run.spec.params
+        if params_field is not None:
+            params = TrainParams.model_construct(**{**params.__dict__, params_field: EVIL})
+        spec = JobSpec.model_construct(
+            **{**spec.__dict__, "params": params, **({spec_field: EVIL} if spec_field else {})}
+        )
+        tampered = RunSpec.model_construct(**{**run.__dict__, "spec": spec})
+        with pytest.raises(recipes.RecipeError, match="job spec"):
+            recipes.load(recipe).render(tampered, workdir=WORK, python=PY, gpu_arch=arch, cpus=2)
+        assert placeholder in recipes.SPEC_VALUES, title
+
+
+def test_the_validated_spec_refuses_them_first() -> None:
+    for key in ("epochs", "batch", "img", "gpus", "iterations"):
+        with pytest.raises(ValueError):
+            TrainParams.model_validate({key: EVIL})
+    with pytest.raises(ValueError):
+        run_spec("shapes;reboot", "yolov8n")
+
+
+def test_templates_name_only_known_values_and_conditions() -> None:
     with pytest.raises(ValueError, match="unknown placeholder"):
-        recipes.Command(argv=("{python}", "{channel}"))
+        recipes.StepTemplate(commands=(("{python}", "{channel}"),))
     with pytest.raises(ValueError, match="stray brace"):
-        recipes.Command(argv=("{python}", "{python.__class__}"))
+        recipes.StepTemplate(commands=(("{python}", "{python.__class__}"),))
+    with pytest.raises(ValueError, match="unknown condition"):
+        recipes.Group(when="always", argv=("--x",))
+    with pytest.raises(ValueError, match="starts with its program"):
+        recipes.StepTemplate(commands=((recipes.Group(when="resume", argv=("x",)),),))
+    with pytest.raises(ValueError, match="inside the work directory"):
+        recipes.ArtifactFile(path="../../etc/passwd")
 
 
 def test_unknown_recipe_lists_the_known_ones() -> None:
     with pytest.raises(recipes.RecipeError, match="ultralytics"):
         recipes.load("../etc/passwd")
+
+
+def test_a_build_for_a_gpu_needs_a_catalog_gpu() -> None:
+    with pytest.raises(recipes.RecipeError, match="needs `cudnn_half`, which only a catalog GPU instance gives"):
+        recipes.load("darknet").render(run_spec("persons", "yolov4"), workdir=WORK, python=PY, gpu_arch=None, cpus=2)
+
+
+def test_darknet_uses_tensor_cores_only_where_there_are_some() -> None:
+    def make(arch: str) -> tuple[str, ...]:
+        plan = recipes.load("darknet").render(
+            run_spec("persons", "yolov4"), workdir=WORK, python=PY, gpu_arch=arch, cpus=4
+        )
+        assert plan.build is not None
+        return plan.build.commands[0]
+
+    assert "CUDNN_HALF=0" in make("sm_61") and "ARCH=-gencode arch=compute_61,code=[sm_61,compute_61]" in make("sm_61")
+    assert "CUDNN_HALF=1" in make("sm_70") and "CUDNN_HALF=1" in make("sm_89")
+
+
+def test_limits_of_a_recipe_are_refused_by_render() -> None:
+    scaled = recipes.load("scaled-yolov4")
+    with pytest.raises(recipes.RecipeError, match="from scratch, not from pretrained"):
+        scaled.render(
+            run_spec("aerial-maritime", "yolov4-csp", **{"from": "pretrained"}),
+            workdir=WORK,
+            python=PY,
+            gpu_arch=T4,
+            cpus=2,
+        )
+    with pytest.raises(recipes.RecipeError, match="at most 4 GPUs"):
+        scaled.render(run_spec("aerial-maritime", "yolov4-csp", gpus="8"), workdir=WORK, python=PY, gpu_arch=T4, cpus=2)
+
+
+@pytest.mark.parametrize("model", sorted(catalog.MODELS))
+def test_every_catalog_model_renders_with_its_recipe(model: str) -> None:
+    m = catalog.model(model)
+    recipe = recipes.load(m.recipe)
+    assert recipe.unit == m.unit
+    # The catalog's GPU needs pick the instance types: they must ask for at least what the recipe needs.
+    assert m.gpu.min_gpu_memory_gib >= recipe.gpu.min_memory_gib
+    assert 1 <= m.gpu.count <= recipe.gpu.max_gpus
+    assert set(m.recipe_vars) <= recipes.MODEL_VARS
+    assert all(catalog.GPU_TYPES[t].gpu_memory_gib >= recipe.gpu.min_memory_gib for t in m.gpu.instance_types())
+    dataset = {"darknet": "persons", "detectron2": "coco2017"}.get(m.recipe, "aerial-maritime")
+    for start in recipe.starts:
+        for gpus in ("1", str(recipe.gpu.max_gpus)):
+            for resume in (False, True):
+                plan = recipe.render(
+                    run_spec(dataset, model, gpus=gpus, **{"from": start}),
+                    workdir=WORK,
+                    python=PY,
+                    gpu_arch=T4,
+                    cpus=4,
+                    resume=resume,
+                )
+                assert plan.recipe == m.recipe and plan.train.commands
 
 
 def test_recipes_load_from_the_agent_zipapp(tmp_path: Path) -> None:
@@ -86,7 +391,7 @@ def test_recipes_load_from_the_agent_zipapp(tmp_path: Path) -> None:
             for f in (REPO / package).rglob("*"):
                 if f.is_file() and "__pycache__" not in f.parts:
                     z.write(f, f.relative_to(REPO).as_posix())
-    code = "import agent.recipes as r; print(r.available(), r.load('ultralytics').parser, r.__file__)"
+    code = "import agent.recipes as r; print(r.available(), [r.load(n).parser for n in r.available()], r.__file__)"
     # -S: no .pth files, and a cwd outside the repo: nothing but the zip can answer for `agent`.
     path = f"{pyz}:{sysconfig.get_paths()['purelib']}"
     out = subprocess.run(
@@ -97,7 +402,10 @@ def test_recipes_load_from_the_agent_zipapp(tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout
-    assert out.startswith("['ultralytics'] ultralytics ")
+    assert out.startswith(
+        "['darknet', 'detectron2', 'scaled-yolov4', 'ultralytics', 'yolov5'] "
+        "['darknet', 'detectron2', 'scaled-yolov4', 'ultralytics', 'yolov5'] "
+    )
     assert str(pyz) in out
 
 
@@ -147,3 +455,221 @@ def test_the_standin_is_an_installed_distribution_to_envcheck(standin: Path) -> 
     )
     assert out.returncode == 0, out.stderr
     assert "ultralytics 8.4.190 is installed" in out.stdout
+
+
+# The shape of AlexeyAB's cfg/yolov4-custom.cfg, cut down: [net] with its commented test settings, then layers
+# ending in a 1x1 [convolutional] (filters=255 for COCO's 80 classes) before each [yolo].
+SAMPLE_CFG = """[net]
+# Testing
+#batch=1
+#subdivisions=1
+# Training
+batch=64
+subdivisions=8
+width=608
+height=608
+channels=3
+momentum=0.949
+learning_rate=0.001
+burn_in=1000
+max_batches = 500500
+policy=steps
+steps=400000,450000
+scales=.1,.1
+
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=1
+pad=1
+activation=mish
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=255
+activation=linear
+
+[yolo]
+mask = 0,1,2
+anchors = 12, 16, 19, 36, 40, 28, 36, 75, 76, 55, 72, 146, 142, 110, 192, 243, 459, 401
+classes=80
+num=9
+
+[route]
+layers = -4
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=255
+activation=linear
+
+[yolo]
+mask = 6,7,8
+anchors = 12, 16, 19, 36, 40, 28, 36, 75, 76, 55, 72, 146, 142, 110, 192, 243, 459, 401
+classes=80
+num=9
+"""
+
+
+def test_darknet_cfg_sets_classes_filters_schedule_batch_and_size() -> None:
+    from agent.trainers import darknet_cfg
+
+    settings = darknet_cfg.Settings(classes=5, max_batches=10000, batch=64, subdivisions=16, width=416, height=416)
+    out = darknet_cfg.render_cfg(SAMPLE_CFG, settings)
+    lines = out.splitlines()
+
+    net = lines[: lines.index("[convolutional]")]
+    for line in ("batch=64", "subdivisions=16", "width=416", "height=416", "max_batches=10000", "steps=8000,9000"):
+        assert line in net
+    # Commented lines, and everything the job does not decide, stay as AlexeyAB wrote them.
+    assert net[:5] == ["[net]", "# Testing", "#batch=1", "#subdivisions=1", "# Training"]
+    assert "momentum=0.949" in net and "scales=.1,.1" in net
+    assert lines.count("classes=5") == 2 and "classes=80" not in out
+    # (classes + 5) × 3 masks in the [convolutional] right before each [yolo]; the first layer keeps its 32.
+    assert lines.count("filters=30") == 2 and "filters=32" in lines and "filters=255" not in out
+    assert len(lines) == len(SAMPLE_CFG.splitlines())
+
+
+def test_darknet_max_batches_follow_alexeyabs_rule_unless_the_job_sets_them() -> None:
+    from agent.trainers.darknet_cfg import max_batches, subdivisions
+
+    assert max_batches(classes=1, train_images=500, iterations=None) == 6000
+    assert max_batches(classes=5, train_images=8000, iterations=None) == 10000
+    assert max_batches(classes=2, train_images=12000, iterations=None) == 12000
+    assert max_batches(classes=5, train_images=8000, iterations=3000) == 3000
+    assert subdivisions(64, 4) == 16
+    assert subdivisions(64, 64) == 1
+    assert subdivisions(30, 4) == 10  # darknet splits the batch evenly: the next divisor that fits
+
+
+def test_darknet_cfg_writes_the_three_files_from_the_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.trainers import darknet_cfg
+
+    data, darknet = tmp_path / "data", tmp_path / "darknet"
+    (darknet / "cfg").mkdir(parents=True)
+    (darknet / "cfg" / "yolov4-custom.cfg").write_text(SAMPLE_CFG)
+    data.mkdir()
+    (data / "obj.names").write_text("pedestrians\nriders\npartially-visible persons\nignore regions\ncrowd\n")
+    (data / "train.txt").write_text("".join(f"{data}/train/{i}.jpg\n" for i in range(8000)))
+    argv = ["--base", str(darknet / "cfg" / "yolov4-custom.cfg"), "--data-dir", str(data), "--darknet", str(darknet)]
+    argv += ["--name", "yolov4-persons", "--batch", "64", "--mini-batch", "4", "--img", "416"]
+
+    assert darknet_cfg.main(argv) == 0
+
+    cfg = (darknet / "cfg" / "yolov4-persons.cfg").read_text()
+    assert "max_batches=10000" in cfg and "steps=8000,9000" in cfg and "subdivisions=16" in cfg
+    assert (darknet / "data" / "yolov4-persons.data").read_text() == (
+        f"classes = 5\ntrain = {data}/train.txt\nvalid = {data}/valid.txt\n"
+        f"names = {darknet}/data/yolov4-persons.names\nbackup = {darknet}/backup/\n"
+    )
+    assert (darknet / "data" / "yolov4-persons.names").read_text() == (data / "obj.names").read_text()
+    assert (darknet / "backup").is_dir()
+    assert "5 classes, max_batches=10000, steps=8000,9000" in capsys.readouterr().out
+
+
+def test_darknet_cfg_fails_plainly_without_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.trainers import darknet_cfg
+
+    (tmp_path / "base.cfg").write_text(SAMPLE_CFG)
+    argv = ["--base", str(tmp_path / "base.cfg"), "--data-dir", str(tmp_path), "--darknet", str(tmp_path / "d")]
+    assert darknet_cfg.main([*argv, "--name", "x", "--batch", "64", "--mini-batch", "4", "--img", "416"]) == 1
+    assert "obj.names" in capsys.readouterr().err
+    with pytest.raises(darknet_cfg.CfgError, match=r"no \[yolo\] layer"):
+        darknet_cfg.render_cfg("[net]\nbatch=1\n", darknet_cfg.Settings(1, 6000, 64, 16, 416, 416))
+
+
+class FakeDetectron2:
+    """detectron2's entry points as train_net uses them, recording what the wrapper asks of them."""
+
+    def __init__(self) -> None:
+        self.registered: list[tuple[str, str, str]] = []
+        self.launched: list[tuple[int, Any]] = []
+
+    def modules(self) -> dict[str, Any]:
+        import argparse
+        import types
+
+        def default_argument_parser() -> argparse.ArgumentParser:
+            p = argparse.ArgumentParser()
+            p.add_argument("--config-file", default="")
+            p.add_argument("--resume", action="store_true")
+            p.add_argument("--eval-only", action="store_true")
+            p.add_argument("--num-gpus", type=int, default=1)
+            p.add_argument("--num-machines", type=int, default=1)
+            p.add_argument("--machine-rank", type=int, default=0)
+            p.add_argument("--dist-url", default="auto")
+            p.add_argument("opts", nargs=argparse.REMAINDER)
+            return p
+
+        def launch(fn: Callable[..., Any], num_gpus: int, **kwargs: Any) -> None:
+            self.launched.append((num_gpus, fn(*kwargs["args"])))
+
+        engine = types.ModuleType("detectron2.engine")
+        engine.default_argument_parser = default_argument_parser  # type: ignore[attr-defined]
+        engine.launch = launch  # type: ignore[attr-defined]
+        datasets = types.ModuleType("detectron2.data.datasets")
+        datasets.register_coco_instances = lambda name, meta, js, root: self.registered.append((name, js, root))  # type: ignore[attr-defined]
+        return {
+            "detectron2": types.ModuleType("detectron2"),
+            "detectron2.engine": engine,
+            "detectron2.data": types.ModuleType("detectron2.data"),
+            "detectron2.data.datasets": datasets,
+        }
+
+
+def test_detectron2_wrapper_registers_the_splits_and_runs_train_net(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from agent.trainers import detectron2_train
+
+    fake = FakeDetectron2()
+    for name, module in fake.modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        (data / "coco" / f"{split}2017").mkdir(parents=True)
+        (data / "coco" / "annotations").mkdir(exist_ok=True)
+        doc = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "boat"}, {"id": 2, "name": "dock"}]}
+        (data / "coco" / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(doc))
+    script = tmp_path / "train_net.py"
+    script.write_text("def main(args):\n    return (args.resume, args.eval_only, args.opts)\n")
+    checkpoint = tmp_path / "checkpoints" / "last.pth"
+    out = tmp_path / "model"
+
+    argv = ["--data", str(data), "--resume-from", str(checkpoint), str(script), "--num-gpus", "2"]
+    argv += ["--config-file", "c.yaml", "SOLVER.MAX_ITER", "4000", "OUTPUT_DIR", str(out)]
+    assert detectron2_train.main(argv) == 0
+
+    coco = data.resolve() / "coco"
+    assert fake.registered == [
+        ("spotter_train", str(coco / "annotations" / "instances_train2017.json"), str(coco / "train2017")),
+        ("spotter_val", str(coco / "annotations" / "instances_val2017.json"), str(coco / "val2017")),
+    ]
+    [(gpus, (resume, eval_only, opts))] = fake.launched
+    assert (gpus, resume, eval_only) == (2, True, False)
+    assert opts == [
+        "SOLVER.MAX_ITER", "4000", "OUTPUT_DIR", str(out),
+        "DATASETS.TRAIN", "('spotter_train',)", "DATASETS.TEST", "('spotter_val',)", "MODEL.ROI_HEADS.NUM_CLASSES", "2",
+    ]  # fmt: skip
+    # train_net --resume reads the checkpoint's name from OUTPUT_DIR/last_checkpoint.
+    assert (out / "last_checkpoint").read_text() == str(checkpoint.resolve())
+
+
+def test_detectron2_wrapper_refuses_a_folder_not_in_coco_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.trainers import detectron2_train
+
+    for name, module in FakeDetectron2().modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    assert detectron2_train.main(["--data", str(tmp_path), "train_net.py", "--num-gpus", "1"]) == 1
+    assert "no train split" in capsys.readouterr().err

@@ -134,7 +134,10 @@ def test_a_replayed_request_creates_no_second_job_or_card(bench: Bench) -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("persons yolov4", ["Unknown dataset `persons`", "Datasets: `shapes`", "`/train shapes yolov8n epochs=20`"]),
+        (
+            "faces yolov8n",
+            ["Unknown dataset `faces`", "`shapes`", "`s3://bucket/prefix/`", "`/train shapes yolov8n epochs=20`"],
+        ),
         ("shapes yolov8n epochs=0", ["`epochs=0` is not valid", "from 1 to 10000"]),
         ("shapes yolov8n fast", ["`fast` is not an option"]),
         ("cancel shapes-abc234", ["`/train cancel` is not available yet"]),
@@ -154,7 +157,7 @@ def test_bad_or_unavailable_commands_are_answered_in_the_ack(bench: Bench, text:
         ("", "Spotter commands"),
         ("help", "Spotter commands"),
         ("datasets", "Datasets: shapes"),
-        ("models", "Models: yolov8n"),
+        ("models", "Models by framework: "),
     ],
 )
 def test_help_datasets_and_models_are_answered_in_the_ack(bench: Bench, text: str, says: str) -> None:

@@ -74,12 +74,12 @@ def test_train_with_options_any_case_and_spacing() -> None:
     ("text", "must_say"),
     [
         # an unknown dataset: named, with the datasets, the commands and a line that works
-        ("persons yolov4", ["`persons`", *DATASETS, "`status`", "`list`", f"`{example()}`"]),
+        ("faces yolov8n", ["`faces`", *DATASETS, "`s3://bucket/prefix/`", "`status`", "`list`", f"`{example()}`"]),
         # a subcommand that is misspelt reads as a dataset: the commands are listed too
         ("stats", ["`stats`", "`status`", *DATASETS]),
         ("shapes", ["Give a model", *MODELS, f"`{example('shapes')}`"]),
         ("shapes epochs=5", ["(got `epochs=5`)", *MODELS]),
-        ("shapes yolov4", ["`yolov4`", *MODELS, f"`{example('shapes')}`"]),
+        ("shapes yolov99", ["`yolov99`", *MODELS, f"`{example('shapes')}`"]),
         ("epochs=5 shapes yolov8n", ["dataset and a model", f"`{example()}`"]),
         ("shapes yolov8n fast", ["`fast` is not an option", "`key=value`", *OPTIONS]),
         ("shapes yolov8n =5", ["`=5`", "no option name", *OPTIONS]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from spotter import catalog
 from spotter.catalog import CatalogError, GpuNeeds
 from spotter.spec import SpecError, TrainParams, build_spec, new_job_id
 from tests.spotter.helpers import make_spec
@@ -50,7 +51,7 @@ def test_duplicate_option() -> None:
 
 
 def test_unknown_names_list_the_catalog() -> None:
-    with pytest.raises(CatalogError, match=r"Unknown dataset `cats`\. Datasets: `shapes`"):
+    with pytest.raises(CatalogError, match=r"Unknown dataset `cats`\. Datasets: .*`shapes`.*`s3://bucket/prefix/`"):
         make_spec(dataset="cats")
     with pytest.raises(CatalogError, match=r"Unknown model `yolov99`\. Models: .*`yolov8n`"):
         make_spec(model="yolov99")
@@ -82,3 +83,55 @@ def test_instance_types_from_gpu_needs() -> None:
 def test_epochs_and_iterations_are_exclusive() -> None:
     with pytest.raises(ValueError, match="either epochs or iterations"):
         TrainParams(epochs=1, iterations=1000)
+
+
+@pytest.mark.parametrize(
+    ("uri", "stem"),
+    [
+        ("s3://my-bucket/datasets/boats/", "boats"),
+        ("s3://team.data-1/exports/Aerial_Maritime.v2/", "aerial-maritime-v2"),
+        ("s3://bkt/year=2024/month=05/", "month-05"),
+        ("s3://bkt/", "bkt"),  # the whole bucket
+        ("s3://bkt/a-very-long-folder-name-for-a-dataset/", "a-very-long-folder-n"),
+    ],
+)
+def test_an_s3_prefix_is_a_dataset(uri: str, stem: str) -> None:
+    spec = make_spec(dataset=uri)
+    assert spec.dataset == uri and spec.job_id.startswith(f"{stem}-")
+    assert catalog.dataset(uri).classes == ()  # they come from the dataset itself, on the instance
+    assert catalog.dataset(uri).source == "s3" and catalog.dataset(uri).format is None
+
+
+def test_an_s3_prefix_keeps_its_case() -> None:
+    assert make_spec(dataset="S3://bkt/Data/Boats/").dataset == "s3://bkt/Data/Boats/"
+
+
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("s3://bkt/boats", "ends with `/`"),
+        ("s3://bkt", "ends with `/`"),
+        ("s3://bkt/../other/", "`.` or `..` folder"),
+        ("s3://bkt/a/./b/", "`.` or `..` folder"),
+        ("s3://bkt//a/", "folder names of letters"),
+        ("s3://bkt/a;reboot/", "folder names of letters"),
+        ("s3://bkt/$(reboot)/", "folder names of letters"),
+        ("s3://bkt/`id`/", "folder names of letters"),
+        ("s3://bkt/a b/", "folder names of letters"),
+        ("s3://bkt/a|b&c/", "folder names of letters"),
+        ("s3://bkt/<!channel>/", "folder names of letters"),
+        ("s3://Bucket/a/", "is not an S3 bucket name"),
+        ("s3://bk/a/", "is not an S3 bucket name"),
+        ("s3://my..bucket/a/", "is not an S3 bucket name"),
+        ("s3://192.168.1.10/a/", "is not an S3 bucket name"),
+        ("s3://-bucket/a/", "is not an S3 bucket name"),
+        ("s3://bkt;rm -rf/a/", "is not an S3 bucket name"),
+        ("s3:///a/", "is not an S3 bucket name"),
+        (f"s3://bkt/{'a/' * 300}", "folder names of letters"),
+        ("https://bkt/a/", "Unknown dataset"),
+    ],
+)
+def test_bad_s3_prefixes_say_what_is_wrong(uri: str, says: str) -> None:
+    with pytest.raises(CatalogError) as e:
+        make_spec(dataset=uri)
+    assert says in str(e.value)
