@@ -121,13 +121,14 @@ class Notifier:
 
     def _claim_card(self, job_id: str, *, wait: bool) -> bool:
         """Take the card's window; progress skips a closed window, a status change or the end waits for it."""
-        deadline = time.time() + self.interval
+        # The window opens `interval` after the previous update's call ended, which was a moment after its claim.
+        deadline = time.time() + 2 * self.interval
         while not self.store.claim_card_slot(job_id, self.interval, now=(now := time.time())):
             if not wait or now >= deadline:
                 metrics.add_metric(name="CardUpdatesSkipped", unit=MetricUnit.Count, value=1)
                 return False
             opens = self.store.get(job_id).card_updated_at + self.interval
-            SLEEP(max(MIN_WAIT_SECONDS, min(opens, deadline) - now))
+            SLEEP(max(MIN_WAIT_SECONDS, min(opens, deadline, now + self.interval) - now))
         return True
 
     def _update_card(self, job_id: str, ref: SlackRef, *, urgent: bool) -> None:
@@ -152,6 +153,8 @@ class Notifier:
             weights_url = link[1] if link else None
         card = views.job_card(rec, now=time.time(), weights_url=weights_url)
         self.client.chat_update(channel=ref.channel, ts=ref.card_ts, **card)
+        # Measured from the call's end, Slack sees two updates of a card at least `interval` apart.
+        self.store.card_drawn(rec.job_id, time.time())
 
 
 _notifier: Notifier | None = None

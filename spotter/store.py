@@ -443,3 +443,8 @@ class JobsStore:
         e = _Expr().set("card_updated_at", now)
         cond = f"attribute_not_exists({e.n('card_updated_at')}) OR {e.n('card_updated_at')} <= {e.v(now - interval)}"
         return self._apply(job_id, e, cond) is not None
+
+    def card_drawn(self, job_id: str, at: float) -> None:
+        """The card update that took the window ended at `at`: the next window opens `interval` after it."""
+        e = _Expr().set("card_updated_at", at)
+        self._apply(job_id, e, f"{e.n('card_updated_at')} < {e.v(at)}")

@@ -98,6 +98,17 @@ def test_card_slot_at_most_once_per_interval(store: JobsStore) -> None:
     assert not store.claim_card_slot("no-such-job", 10, now=2000.0)
 
 
+def test_a_slow_card_update_moves_the_next_window(store: JobsStore) -> None:
+    job = _running(store, "slow")
+    assert store.claim_card_slot(job, 10, now=1000.0)
+    store.card_drawn(job, 1003.0)  # the update's call ended 3 s after its claim
+    store.card_drawn(job, 1001.0)  # an earlier end changes nothing
+    assert not store.claim_card_slot(job, 10, now=1010.0)
+    assert store.claim_card_slot(job, 10, now=1013.0)
+    store.card_drawn("no-such-job", 1.0)
+    assert store.find("no-such-job") is None
+
+
 def test_a_new_attempt_reports_afresh(store: JobsStore) -> None:
     job = _running(store, "resumed")
     store.record_progress(JobProgress(job_id=job, attempt=1, seq=900, unit="epoch", current=9, total=20))
