@@ -173,7 +173,10 @@ def _instance_line(rec: JobRecord) -> str:
 
 
 def _metric_pair(latest: float | None, best: float | None) -> str:
-    return _score(latest) if best is None or best == latest else f"{_score(latest)} (best {_score(best)})"
+    """The latest score, and the best epoch's when that one is higher (the best epoch is chosen by mAP50)."""
+    if best is None or (latest is not None and best <= latest):
+        return _score(latest)
+    return f"{_score(latest)} (best {_score(best)})"
 
 
 # -- the job card ------------------------------------------------------------------------------------
@@ -276,7 +279,7 @@ def result_reply(rec: JobRecord, *, now: float, weights_url: str | None) -> Mess
     latest, best = rec.metrics, rec.best
     parts = [f"mAP50 {_score(latest.map50 if latest else None)} final, {_score(best.map50 if best else None)} best"]
     if best and best.map50_95 is not None:
-        parts.append(f"mAP50-95 {_score(best.map50_95)} best")
+        parts.append(f"mAP50-95 {_score(best.map50_95)} at the best mAP50")
     parts.append(f"took {duration(elapsed(rec, now))}")
     cost = cost_estimate(rec, now)
     if cost is not None:

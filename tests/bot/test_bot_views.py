@@ -107,6 +107,19 @@ def test_running_card_shows_progress_metrics_and_instance() -> None:
     assert "Download" not in text
 
 
+def test_a_best_epoch_is_shown_only_where_it_scored_higher() -> None:
+    # The best epoch is chosen by mAP50; a later epoch may have the higher mAP50-95.
+    rec = running().model_copy(
+        update={
+            "metrics": Metrics(current=20, map50=0.994, map50_95=0.883),
+            "best": Metrics(current=12, map50=0.995, map50_95=0.84),
+        }
+    )
+    text = shown(views.job_card(rec, now=T0 + 660))
+    assert "0.994 (best 0.995)" in text
+    assert "0.883" in text and "best 0.840" not in text
+
+
 def test_succeeded_card_has_the_download_button() -> None:
     rec = running(artifacts=[]).model_copy(update={"status": JobStatus.SUCCEEDED, "finished_at": T0 + 1200})
     card = views.job_card(rec, now=T0 + 5000, weights_url=URL)
@@ -149,7 +162,7 @@ def test_result_reply_has_maps_duration_cost_and_link() -> None:
     reply = views.result_reply(rec, now=T0 + 4000, weights_url=URL)
     check_limits(reply)
     text = shown(reply)
-    assert "mAP50 0.700 final, 0.750 best" in text and "mAP50-95 0.450 best" in text
+    assert "mAP50 0.700 final, 0.750 best" in text and "mAP50-95 0.450 at the best mAP50" in text
     assert "took 1 h 01 min" in text
     assert "about $0.16 of instance time" in text  # 3600 s at $0.1578/h
     assert URL in reply["text"] and URL in text
