@@ -248,7 +248,9 @@ def _authorize(creds: SlackCredentials) -> Callable[..., AuthorizeResult]:
 def build_app(settings: BotSettings, creds: SlackCredentials, *, lambda_client: Any = None) -> App:
     """The bolt app. Lazy listeners re-invoke this function through `lambda_client` (boto3's Lambda client if None)."""
     app = App(
-        name="spotter",
+        # Not "spotter": bolt configures a stdlib logger of its name from the root logger, and "spotter" is
+        # Powertools' logger (the service name), whose level would be lost.
+        name="spotter-slack",
         process_before_response=True,
         signing_secret=creds.signing_secret.get_secret_value(),
         authorize=_authorize(creds),
