@@ -32,6 +32,31 @@ def fraction(value: float, percent: bool = False) -> float | None:
     return round(value / 100, 8) if percent else value
 
 
+# Adding 1.5 * 2**52 to a float of magnitude below 2**51 leaves no bits below the units: subtracting it again
+# gives the float rounded to an integer, in two float operations.
+TO_INTEGER = 6755399441055744.0
+# round_to's bound on the scaled value, squared (p * p < 2**100 holds only for |p| < 2**50, and costs fewer
+# bytecodes than a chained comparison; so does d * d < 0.1 for |d| < 0.316).
+SCALED_BELOW_SQUARED = 2.0**100
+
+
+def round_to(x: float, ndigits: int, scale: float) -> float:
+    """round(x, ndigits), where scale is 10.0 ** ndigits; several times cheaper where float arithmetic is sure to agree.
+
+    round() writes x as a decimal string and reads it back: it returns the float nearest to x·10**ndigits rounded
+    to an integer q, times 10**-ndigits. Below 2**50 the float product p = x * scale is within 1/8 of the exact
+    one; if p is within 0.316 of the integer q it rounds to, the exact product is within 0.45 of q, so q is round()'s
+    integer, and q / scale (a correctly rounded division by an exact power of ten) is round()'s float. Near a tie,
+    at zero (round() keeps the sign of -0.0), for huge values, NaN and infinities, round() itself decides.
+    """
+    p = x * scale
+    q = p + TO_INTEGER - TO_INTEGER
+    d = p - q
+    if q and d * d < 0.1 and p * p < SCALED_BELOW_SQUARED:
+        return q / scale
+    return round(x, ndigits)
+
+
 class RunRecord:
     """Latest progress, latest metrics, best mAP and every error of one run: the `--summary` object."""
 
@@ -91,13 +116,35 @@ class LogParser:
         self._loss_was_nan = False
 
     def feed(self, line: str) -> list[Parsed]:
-        try:  # _parse_safely inlined: this runs on every line
+        # This runs on every line: _parse_safely, ErrorWatch.check (its one-character tests, kept in step with
+        # the ones there) and, for the usual single Progress, RunRecord.add are inlined.
+        try:
             out = self._parse(line)
         except ValueError:
             out = []
-        self._watch.check(line, out)
+        watch = self._watch
+        if (
+            watch._state
+            or watch._native_crash
+            or (
+                ("l" in line or "m" in line or "F" in line)
+                and (
+                    "y" in line
+                    or "F" in line
+                    or "K" in line
+                    or "'" in line
+                    or "S" in line
+                    or ("-" in line and "k" in line)
+                    or ("(" in line and ("T" in line or "p" in line))
+                )
+            )
+        ):
+            watch._check(line, out)
         if out:
-            self._run.add(out)
+            if len(out) == 1 and type(out[0]) is Progress:
+                self._run.progress = out[0]
+            else:
+                self._run.add(out)
         return out
 
     def summary(self) -> dict[str, Any]:

@@ -8,15 +8,16 @@ validation, and results.txt/results.csv rows. They differ in where epochs start 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from math import isclose, isfinite, nan
 
 from agent.parsers.base import Metric, Parsed, Progress
-from agent.parsers.common import LogParser, fraction, number
+from agent.parsers.common import SCALED_BELOW_SQUARED, TO_INTEGER, LogParser, fraction, number, round_to
 
-_EPOCH = re.compile(r"\s*(\d+)/(\d+)\s")
-_ALL = re.compile(r"\s*all\s")
+# An epoch row ("   29/99 …", groups 1 and 2) or a validation's `all` row, in one match. Possessive: what follows
+# the indent and the digits is never a space or a digit, and a plain `\s*` would give back the indent one character
+# at a time, trying the rest at each, before failing on any other indented line (a table row, a bar's description).
+_ROW = re.compile(r"\s*+(?:(\d++)/(\d++)|all)\s")
 _LOSS_NAMES = frozenset(("box", "obj", "cls", "giou", "loss", "total"))
 # results.txt (YOLOv5 ≤ v5, Scaled-YOLOv4): epoch/total, gpu_mem, box, obj, cls, total, targets, img_size,
 # P, R, mAP@.5, mAP@.5:.95, val box, val obj, val cls.
@@ -41,47 +42,30 @@ def _seconds(text: str) -> float:
     return total
 
 
-@functools.lru_cache(maxsize=4096)
+_TIMES_CACHED = 4096
+_times_cache: dict[str, tuple[float, float | None] | None] = {}
+# What `_times_cache.get` answers for times not seen yet: a tuple no one else holds.
+_UNSEEN: tuple[float, float | None] = (nan, nan)
+
+
 def _times(text: str) -> tuple[float, float | None] | None:
     """(elapsed, remaining) from a bar's "01:17<00:03" or "1.5s<2.4s"; remaining None when the bar shows none.
 
-    Cached: a bar redraws many times a second and the times change once a second.
+    Cached: a bar redraws many times a second and the times change once a second. In a dict emptied when full
+    rather than by functools.lru_cache: `_epoch_row` looks there itself, at half the cost of a call.
     """
+    pair = _times_cache.get(text, _UNSEEN)
+    if pair is not _UNSEEN:
+        return pair
     elapsed_text, less, remaining_text = text.partition("<")
     try:
-        return _seconds(elapsed_text), _seconds(remaining_text) if less else None
+        pair = _seconds(elapsed_text), _seconds(remaining_text) if less else None
     except ValueError:
-        return None  # "?" before the first step, or a bar cut short: an odd bar costs the ETA, not the progress
-
-
-def _eta(bar: str, epochs_left: int) -> float | None:
-    """Seconds to the end of training: what is left of this epoch plus the epochs to go at this epoch's pace.
-
-    `bar` is what follows the row's description: tqdm's "100%|███| 49/49 [01:17<00:00,  1.59s/it]" or
-    Ultralytics' own "38% ━━━╸──── 5/13 3.4it/s 1.5s<2.4s" ("0/13  0.7s" before a pace, no "<…" once done).
-    Read by slicing from the right, and the step counts only when the times show no remaining part: this
-    runs on every bar redraw, where a regex scan over the block characters costs more than the rest of the row.
-    """
-    bracket = bar.rfind("[")
-    if bracket > 0:
-        comma = bar.find(",", bracket)
-        times = bar[bracket + 1 : comma] if comma > 0 else bar[bracket + 1 :]
-    else:
-        times = bar[bar.rfind(" ") + 1 :]
-    pair = _times(times)
-    if pair is None:
-        return None
-    elapsed, remaining = pair
-    if remaining is None:
-        # No "<…": Ultralytics before the first step ("0/13  0.7s") or once the epoch is done ("13/13 … 14.8s").
-        steps = bar.rsplit(None, 3)
-        if len(steps) < 3:
-            return None
-        done, slash, count = (steps[-3] if "it" in steps[-2] else steps[-2]).partition("/")
-        if not slash or done != count:
-            return None
-        remaining = 0.0
-    return round(remaining + (elapsed + remaining) * (epochs_left if epochs_left > 0 else 0), 1)
+        pair = None  # "?" before the first step, or a bar cut short: an odd bar costs the ETA, not the progress
+    if len(_times_cache) >= _TIMES_CACHED:
+        _times_cache.clear()
+    _times_cache[text] = pair
+    return pair
 
 
 def _index(names: list[str], wanted: tuple[str, ...]) -> int | None:
@@ -133,6 +117,13 @@ class YoloFamilyParser(LogParser):
         self._loss_cols: tuple[int, ...] = ()
         self._total_col: int | None = None
         self._total: int | None = None
+        # The latest line `_header` read (the same header is printed before every epoch: read it once).
+        self._header_line: str | None = None
+        # How the latest epoch row started ("   29/99 ") and its (current, total): the rows of one epoch all start
+        # so, and `startswith` is several times cheaper than matching `_ROW`. Until the first row, a pair `_ROW`
+        # itself would give (any line starting "0/0 " is such a row).
+        self._row_prefix = "0/0 "
+        self._row_epoch = (self.epoch_offset, self.epoch_offset)
         self._csv: _CsvLayout | None = None
         # After an `all` row: how many numbers end each per-class row (0 when not in such a table),
         # the `all` metric they belong to, and the AP50 collected so far.
@@ -147,10 +138,31 @@ class YoloFamilyParser(LogParser):
             rows = self._csv_row(line)  # a results.csv: the lines after its header are its rows
             if rows is not None:
                 return rows
-        m = _EPOCH.match(line)
-        if m:
-            return self._epoch_row(line, m)
-        return self._other(line)
+        if line.startswith(self._row_prefix):  # `_row`'s first test, here to spare a call on every bar redraw
+            current, total = self._row_epoch
+            return self._epoch_row(line, current, total)
+        return self._new_row(line)
+
+    def _row(self, line: str) -> list[Parsed]:
+        """An epoch row, an `all` row, or any other line."""
+        if line.startswith(self._row_prefix):
+            # Starts as the latest epoch row did, so `_ROW` would match it with the same numbers.
+            current, total = self._row_epoch
+            return self._epoch_row(line, current, total)
+        return self._new_row(line)
+
+    def _new_row(self, line: str) -> list[Parsed]:
+        """`_row` for a line that does not start as the latest epoch row did."""
+        m = _ROW.match(line)
+        if m is None:
+            return self._other(line)
+        epoch = m.group(1)
+        if epoch is None:
+            return self._all_row(line)
+        offset = self.epoch_offset
+        current, total = int(epoch) + offset, int(m.group(2)) + offset
+        self._row_prefix, self._row_epoch = m.group(), (current, total)
+        return self._epoch_row(line, current, total)
 
     def _table_row(self, line: str) -> list[Parsed]:
         """A line after an `all` row: a per-class row, or whatever ends the table."""
@@ -158,21 +170,24 @@ class YoloFamilyParser(LogParser):
             return []
         ended = self._end_table()
         try:
-            m = _EPOCH.match(line)
-            return ended + (self._epoch_row(line, m) if m else self._other(line))
+            return ended + self._row(line)
         except ValueError:
             return ended  # the line is unreadable; the table it closed is not
 
     def _other(self, line: str) -> list[Parsed]:
-        if _ALL.match(line):
-            return self._all_row(line)
-        if "Epoch" in line:
-            self._header(line)
-        elif "epochs completed in" in line:
-            return self._finished()
-        elif self._csv is None and "metrics/" in line and "," in line:
+        # One-character tests first ("h": "Epoch" and "epochs completed in", "-": "non-finite loss"): they are
+        # several times cheaper than the substring tests, and most lines fail them.
+        if "h" in line:
+            if "Epoch" in line:
+                if line != self._header_line:
+                    self._header(line)
+                    self._header_line = line
+                return []
+            if "epochs completed in" in line:
+                return self._finished()
+        if self._csv is None and "metrics/" in line and "," in line:
             self._csv = _CsvLayout.parse(line)
-        elif "non-finite loss" in line:
+        elif "-" in line and "non-finite loss" in line:
             # YOLOv5 before v6 stops with "WARNING: non-finite loss, ending training".
             return self._nan_reported(line)
         return []
@@ -193,21 +208,38 @@ class YoloFamilyParser(LogParser):
         self._loss_cols = tuple(i for i, n in enumerate(lowered) if n in _LOSS_NAMES or n.endswith("_loss"))
         self._total_col = lowered.index("total") if "total" in lowered else None
 
-    def _epoch_row(self, line: str, m: re.Match[str]) -> list[Parsed]:
-        """A console row (a progress bar's description, "…  640: 100%|…") or a results.txt row (no bar)."""
-        offset = self.epoch_offset
-        current, total = int(m.group(1)) + offset, int(m.group(2)) + offset
+    def _epoch_row(self, line: str, current: int, total: int) -> list[Parsed]:
+        """A console row (a progress bar's description, "…  640: 100%|…") or a results.txt row (no bar).
+
+        The progress is the epoch, the loss (the header's loss columns summed, or its total column) and the ETA:
+        what is left of this epoch plus the epochs to go at this epoch's pace, read from the bar, which is
+        tqdm's "100%|███| 49/49 [01:17<00:00,  1.59s/it]" or Ultralytics' own "38% ━━━╸──── 5/13 3.4it/s 1.5s<2.4s"
+        ("0/13  0.7s" before a pace, no "<…" once done). Runs once per bar redraw, so written for speed: one
+        function (the ETA and round_to's arithmetic inline), the bar sliced from the right (a regex scan over the
+        block characters would cost more than the rest of the row), the steps read only when the times show no
+        remaining part.
+        """
         width = self._width
         loss: float | None
-        # The hot path, once per bar redraw: the header said where the losses are and the row fits it.
+        # The hot path: the header said where the losses are and the row fits it.
         if width and len(cols := line.split(None, width)) > width and cols[width - 1][-1] == ":":
-            if self._total_col is not None:
-                loss = float(cols[self._total_col])
+            total_col = self._total_col
+            if total_col is not None:
+                loss = float(cols[total_col])
             else:
-                loss = 0.0
-                for i in self._loss_cols:
-                    loss += float(cols[i])
-                loss = round(loss, 8)  # the sum of 4-digit columns, without float noise
+                loss_cols = self._loss_cols
+                if len(loss_cols) == 3:  # box, obj, cls or box, cls, dfl: the loop below, unrolled
+                    a, b, c = loss_cols
+                    loss = 0.0 + float(cols[a]) + float(cols[b]) + float(cols[c])
+                else:
+                    loss = 0.0
+                    for i in loss_cols:
+                        loss += float(cols[i])
+                # round_to(loss, 8, 1e8): the sum of 4-digit columns, without float noise.
+                p = loss * 1e8
+                q = p + TO_INTEGER - TO_INTEGER
+                d = p - q
+                loss = q / 1e8 if q and d * d < 0.1 and p * p < SCALED_BELOW_SQUARED else round(loss, 8)
             bar = cols[width]
         else:
             sep = line.find(": ")
@@ -216,7 +248,42 @@ class YoloFamilyParser(LogParser):
             loss = _rounded(_guess_loss(line[:sep].split()))
             bar = line[sep + 2 :]
         self._total = total
-        return self._progress(line, current, total, loss, _eta(bar, total - current))
+
+        eta: float | None = None
+        # tqdm's times are between the last "[" (not the first character) and the next ","; Ultralytics' are the
+        # last word. `in` and (r)partition: several times cheaper than rfind and find, which parse their arguments.
+        if "[" in bar and (split_bar := bar.rpartition("["))[0]:
+            times = split_bar[2].partition(",")[0]
+        else:
+            times = bar.rpartition(" ")[2]
+        pair = _times_cache.get(times, _UNSEEN)  # `_times`' own first step, here to spare a call
+        if pair is _UNSEEN:
+            pair = _times(times)
+        if pair is not None:
+            elapsed, remaining = pair
+            if remaining is None:
+                # No "<…": Ultralytics before the first step ("0/13  0.7s") or once the epoch is done ("13/13 … 14.8s").
+                steps = bar.rsplit(None, 3)
+                if len(steps) >= 3:
+                    done, slash, count = (steps[-3] if "it" in steps[-2] else steps[-2]).partition("/")
+                    if slash and done == count:
+                        remaining = 0.0
+            if remaining is not None:
+                epochs_left = total - current
+                eta = remaining + (elapsed + remaining) * (epochs_left if epochs_left > 0 else 0)
+                # Rounding leaves a whole number as it is (tqdm's "01:17<00:03" times are whole seconds): test
+                # first. Then round_to(eta, 1, 10.0).
+                if not eta.is_integer():
+                    p = eta * 10.0
+                    q = p + TO_INTEGER - TO_INTEGER
+                    d = p - q
+                    eta = q / 10.0 if q and d * d < 0.1 and p * p < SCALED_BELOW_SQUARED else round(eta, 1)
+
+        if loss is not None and not isfinite(loss):
+            return self._progress(line, current, total, loss, eta)
+        # `_progress` with a finite loss, inlined.
+        self._loss_was_nan = False
+        return [Progress(self.unit, current, total, loss, eta)]
 
     def _results_row(self, line: str, current: int, total: int) -> list[Parsed]:
         cols = line.split()
@@ -291,13 +358,14 @@ class YoloFamilyParser(LogParser):
 
     def _metric(self, current: int | None, p: float, r: float, map50: float, map50_95: float) -> Metric:
         # YOLO metrics are printed as fractions already; NaN (nothing detected yet) is unknown.
+        # Positional (unit, current, map50, map50_95, precision, recall): cheaper to call than with keywords.
         return Metric(
             self.unit,
             current,
-            map50=map50 if isfinite(map50) else None,
-            map50_95=map50_95 if isfinite(map50_95) else None,
-            precision=p if isfinite(p) else None,
-            recall=r if isfinite(r) else None,
+            map50 if isfinite(map50) else None,
+            map50_95 if isfinite(map50_95) else None,
+            p if isfinite(p) else None,
+            r if isfinite(r) else None,
         )
 
 
@@ -316,7 +384,7 @@ def _guess_loss(cols: list[str]) -> float | None:
 
 def _rounded(loss: float | None) -> float | None:
     # The sum of 4-digit columns, without float noise (0.008668 + 0.002224 → 0.010892).
-    return round(loss, 8) if loss is not None else None
+    return round_to(loss, 8, 1e8) if loss is not None else None
 
 
 class Yolov5Parser(YoloFamilyParser):

@@ -535,6 +535,98 @@ def test_lines_that_only_look_like_errors(framework: str, line: str) -> None:
     assert errors(get_parser(framework).feed(line)) == []
 
 
+# Every failure the error watch knows, alone and at the end of a progress row (where a bar left without a
+# newline puts it): the one-character tests that spare most lines the full check must let each through.
+FAILURES = [
+    ("CUDA out of memory. Tried to allocate 2.00 MiB", "oom"),
+    ("CUDA Error: out of memory", "oom"),
+    ("cudaErrorMemoryAllocation", "oom"),
+    ("CUDNN_STATUS_ALLOC_FAILED", "oom"),
+    ("CUBLAS_STATUS_ALLOC_FAILED", "oom"),
+    ("Killed", "killed"),
+    ("train.sh: line 1:  4242 Killed  python train.py", "killed"),
+    ("Out of memory: Killed process 4242 (python)", "killed"),
+    ("Memory cgroup out of memory: oom-kill:constraint=CONSTRAINT_MEMCG", "killed"),
+    ("DataLoader worker (pid 4242) is killed by signal: Killed.", "killed"),
+    ("darknet: ./src/utils.c:331: error: Assertion `0' failed.", "crash"),
+    ("Segmentation fault", "crash"),
+    ("Aborted (core dumped)", "crash"),
+]
+ROWS = {
+    "yolov5": (
+        "     Epoch   gpu_mem       box       obj       cls    labels  img_size",
+        "     11/99     3.65G   0.04316   0.05112   0.01637        45       640: 100%|██████████| 8/8 [00:05<00:00,  1.58it/s]",
+    ),
+    "ultralytics": (
+        "      Epoch    GPU_mem   box_loss   cls_loss   dfl_loss  Instances       Size",
+        "       2/20         0G      5.368       3.23      3.625         78        128: 76% ━━━━━━━━━─── 10/13 3.8it/s 2.9s<0.8s",
+    ),
+}
+
+
+@pytest.mark.parametrize(("line", "kind"), FAILURES)
+@pytest.mark.parametrize("framework", [*FRAMEWORKS, "auto"])
+def test_every_failure_is_seen_alone_and_after_a_progress_row(framework: str, line: str, kind: str) -> None:
+    assert kind in [error for error, _ in errors(get_parser(framework).feed(line))]
+    if line == "Killed":
+        return  # the shell's bare "Killed" counts only as a line of its own
+    header, row = ROWS.get(framework, ROWS["yolov5"])
+    parser = get_parser(framework)
+    parser.feed(header)
+    assert kind in [error for error, _ in errors(parser.feed(row + line))]
+
+
+@pytest.mark.parametrize("framework", [*FRAMEWORKS, "auto"])
+def test_a_traceback_after_a_progress_row_is_seen(framework: str) -> None:
+    header, row = ROWS.get(framework, ROWS["yolov5"])
+    parser = get_parser(framework)
+    feed(parser, f'{header}\n{row}Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad\n')
+    assert ("crash", "ValueError: bad") in [(e["kind"], e["line"]) for e in parser.summary()["errors"]]
+
+
+def test_round_to_is_round() -> None:
+    import math
+    import random
+    import struct
+
+    from agent.parsers.common import round_to
+
+    def same(a: float, b: float) -> bool:
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+
+    rnd = random.Random(0)
+    values = [0.0, -0.0, 5e-324, -4e-9, 5e-9, -5e-9, 1e-9, math.inf, -math.inf, math.nan, 2.0**49, 2.0**53, 1e300]
+    values += [0.0 + 5.368 + 3.23 + 3.625, 0.8 + 3.7 * 18, 0.001953125, 2.675]
+    for _ in range(20000):
+        values.append(rnd.uniform(-1e4, 1e4) * 10.0 ** rnd.randint(-10, 6))  # anything
+        values.append(sum(float(f"{rnd.uniform(0, 9):.4f}") for _ in range(3)))  # the loss columns summed
+        values.append((rnd.randint(-(10**9), 10**9) + 0.5) / 10.0 ** rnd.choice((1, 8)))  # next to a tie
+        values.append(struct.unpack("d", struct.pack("Q", rnd.getrandbits(64)))[0])  # any bit pattern
+    for x in values:
+        for ndigits in (1, 8):
+            assert same(round_to(x, ndigits, 10.0**ndigits), round(x, ndigits)), (x, ndigits)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[09/02 02:37:24 d2.utils.events]:  eta: 0:05:22  iter: 19  total_loss: 1.986  loss_cls: 0.595",
+        "[09/02 02:37:24 d2.utils.events]:  iter: 19  total_loss: 1.986  eta: 0:05:22",
+        "eta: 1 day, 2:03:04  iter: 7  total_loss: 0.5",
+        "beta: 0.9 eta: N/A  iter: 0  total_loss: nan",
+        "eta: 0:05:22 eta: 0:05:21  iter: 19  total_loss: 1.0",
+        "eta: bad  iter: 1  iter: 2  total_loss: 3.0",
+        "eta: 0:00:01  iter: x  iter: 3  total_loss: 4.0",
+        "iter: 5 of 9; eta: 0:00:09  iter: 5  total_loss: 0.25",
+    ],
+)
+def test_detectron2_iteration_search_starts_late_but_finds_the_same(line: str) -> None:
+    from agent.parsers.detectron2 import _ITER_LINE, _iter_line_start
+
+    late, early = _ITER_LINE.search(line, _iter_line_start(line)), _ITER_LINE.search(line)
+    assert (late and (late.span(), late.groups())) == (early and (early.span(), early.groups()))
+
+
 # --- auto-detection ------------------------------------------------------------------------------------
 
 
