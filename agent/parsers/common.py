@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent.parsers.base import ErrorSeen, Metric, Parsed, Progress, Unit
-from agent.parsers.errors import ErrorWatch
+from agent.parsers.errors import ErrorWatch, may_show_failure
 
 
 def number(token: str) -> float:
@@ -116,29 +116,13 @@ class LogParser:
         self._loss_was_nan = False
 
     def feed(self, line: str) -> list[Parsed]:
-        # This runs on every line: _parse_safely, ErrorWatch.check (its one-character tests, kept in step with
-        # the ones there) and, for the usual single Progress, RunRecord.add are inlined.
+        # This runs on every line: _parse_safely, ErrorWatch.check and, for the usual single Progress, RunRecord.add are inlined.
         try:
             out = self._parse(line)
         except ValueError:
             out = []
         watch = self._watch
-        if (
-            watch._state
-            or watch._native_crash
-            or (
-                ("l" in line or "m" in line or "F" in line)
-                and (
-                    "y" in line
-                    or "F" in line
-                    or "K" in line
-                    or "'" in line
-                    or "S" in line
-                    or ("-" in line and "k" in line)
-                    or ("(" in line and ("T" in line or "p" in line))
-                )
-            )
-        ):
+        if watch._state or watch._native_crash or may_show_failure(line):
             watch._check(line, out)
         if out:
             if len(out) == 1 and type(out[0]) is Progress:

@@ -29,6 +29,26 @@ _CHAIN_MARKERS = ("During handling of the above exception", "The above exception
 _IDLE, _IN_TRACEBACK, _ENDED, _CHAINED = 0, 1, 2, 3
 
 
+def may_show_failure(line: str) -> bool:
+    """False for a line that cannot show a failure: a few one-character tests, far cheaper than the patterns.
+
+    Each test is a memchr, several times cheaper than a substring search. Every failure `ErrorWatch` looks for
+    has an "l", "m" or "F" (which most progress rows lack), and these characters: "y" or "F" an OOM ("memory",
+    "ALLOC_FAILED"), "K" or "-" and "k" a kill ("Killed", "oom-kill"), "'" or "S" a native crash ("Assertion `0'
+    failed", "Segmentation fault"), "(" and "T" or "p" the traceback header and "(core dumped)". The pairs keep
+    progress rows, which often hold one of the two characters, on the cheap path.
+    """
+    return ("l" in line or "m" in line or "F" in line) and (
+        "y" in line
+        or "F" in line
+        or "K" in line
+        or "'" in line
+        or "S" in line
+        or ("-" in line and "k" in line)
+        or ("(" in line and ("T" in line or "p" in line))
+    )
+
+
 class ErrorWatch:
     """Checks each line for framework-independent failures.
 
@@ -49,28 +69,7 @@ class ErrorWatch:
 
     def check(self, line: str, out: list[Parsed]) -> None:
         """Append what this line shows to `out` (which holds what the framework parser made of the line)."""
-        # Nearly every line shows no failure: rule that out with one-character tests (each a memchr, several times
-        # cheaper than a substring search) before the substring tests and regexes of `_check`. Every failure it looks
-        # for has an "l", "m" or "F" (which most progress rows lack), and these characters: "y" or "F" an OOM
-        # ("memory", "ALLOC_FAILED"), "K" or "-" and "k" a kill ("Killed", "oom-kill"), "'" or "S" a native crash
-        # ("Assertion `0' failed", "Segmentation fault"), "(" and "T" or "p" the traceback header and "(core dumped)".
-        # The pairs keep progress rows, which often hold one of the two characters, on the cheap path.
-        if (
-            self._state
-            or self._native_crash
-            or (
-                ("l" in line or "m" in line or "F" in line)
-                and (
-                    "y" in line
-                    or "F" in line
-                    or "K" in line
-                    or "'" in line
-                    or "S" in line
-                    or ("-" in line and "k" in line)
-                    or ("(" in line and ("T" in line or "p" in line))
-                )
-            )
-        ):
+        if self._state or self._native_crash or may_show_failure(line):
             self._check(line, out)
 
     def _check(self, line: str, out: list[Parsed]) -> None:
