@@ -25,6 +25,9 @@ class Settings(BaseModel):
     jobs_table: str
     bucket: str
     bus_name: str
+    # Caps (template parameters): a request over one gets a clear message and no instance.
+    max_concurrent_instances: int = Field(4, ge=0)
+    max_daily_spend_usd: float = Field(100.0, ge=0)
 
     @classmethod
     def from_env(cls: type[T], environ: dict[str, str] | None = None) -> T:
@@ -59,3 +62,22 @@ class LauncherSettings(Settings):
     @classmethod
     def _split(cls, v: object) -> object:
         return tuple(s.strip() for s in v.split(",") if s.strip()) if isinstance(v, str) else v
+
+
+class ControlSettings(Settings):
+    """The control plane's handlers (recorder, EC2 events, watchdog): how hard to try, and when to give up."""
+
+    max_attempts: int = Field(5, ge=1, le=50, description="attempts a job may have (the first and its relaunches)")
+    relaunch_backoff_seconds: float = Field(
+        60.0, ge=0, description="the wait before the 3rd attempt; doubled for each one after (the 2nd goes at once)"
+    )
+    relaunch_backoff_max_seconds: float = Field(900.0, ge=0)
+    heartbeat_stale_seconds: float = Field(600.0, gt=0, description="a running job silent this long has failed")
+    launching_timeout_seconds: float = Field(900.0, gt=0, description="a job LAUNCHING this long has failed")
+    cancel_grace_seconds: float = Field(180.0, gt=0, description="how long the agent has to act on a cancel")
+
+    def relaunch_delay(self, next_attempt: int) -> float:
+        """How long to wait before launching attempt `next_attempt` of an interrupted job."""
+        if next_attempt <= 2:
+            return 0.0
+        return min(self.relaunch_backoff_max_seconds, self.relaunch_backoff_seconds * 2 ** (next_attempt - 3))

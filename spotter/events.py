@@ -12,13 +12,30 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from spotter import layout
 from spotter.aws import client
 
 SOURCE_BOT = "spotter.bot"
 SOURCE_LAUNCHER = "spotter.launcher"
 SOURCE_AGENT = "spotter.agent"
+# The control plane's own handlers (recorder, EC2 events, watchdog): what they decided, for the notifier.
+SOURCE_CONTROL = "spotter.control"
 
-ErrorKind = Literal["oom", "nan_loss", "killed", "crash", "exit", "launch", "timeout"]
+ErrorKind = Literal[
+    "oom",
+    "nan_loss",
+    "killed",
+    "crash",
+    "exit",
+    "launch",
+    "timeout",
+    "capacity",
+    "quota",
+    "budget",
+    "vanished",
+    "heartbeat",
+    "attempts",
+]
 Phase = Literal["install", "build", "data", "train", "evaluate", "upload", "launch"]
 PHASES: tuple[str, ...] = ("install", "build", "data", "train", "evaluate", "upload")
 
@@ -129,11 +146,64 @@ class JobBuildReady(JobEvent):
     # Where builds live: the agent reads the first and writes the second, the build cache function copies.
     @staticmethod
     def cache_object_key(recipe: str, key: str) -> str:
-        return f"cache/build/{recipe}/{key}/build.tar.gz"
+        return layout.build_cache(recipe, key)
 
     @staticmethod
     def upload_object_key(job_id: str, recipe: str, key: str) -> str:
-        return f"jobs/{job_id}/build/{recipe}-{key}.tar.gz"
+        return layout.job_build(job_id, recipe, key)
+
+
+class JobInterrupted(JobEvent):
+    """The agent saw EC2's spot interruption notice, saved what it could and is stopping: relaunch from `checkpoint`."""
+
+    detail_type = "Job Interrupted"
+    source = SOURCE_AGENT
+    action: str = Field("terminate", max_length=20)  # what EC2 announced: terminate, stop or hibernate
+    notice_at: float | None = None  # when the agent saw the notice
+    checkpoint: Artifact | None = None  # uploaded after the notice (None: nothing to resume from)
+    current: int | None = None  # the epoch or iteration the checkpoint holds
+
+
+class JobCancelled(JobEvent):
+    """The agent stopped training on a cancel and uploaded what it had."""
+
+    detail_type = "Job Cancelled"
+    source = SOURCE_AGENT
+    artifacts: list[Artifact] = Field(default_factory=list)
+
+
+class JobCancelRequested(JobEvent):
+    """A person asked to cancel the job (the requester, or an admin)."""
+
+    detail_type = "Job Cancel Requested"
+    source = SOURCE_BOT
+    by: str = Field(pattern=r"^[A-Z0-9]{2,32}$")
+
+
+class JobRelaunch(JobEvent):
+    """The control plane wants the next attempt of an INTERRUPTED job launched (the launcher takes it like Job Queued)."""
+
+    detail_type = "Job Relaunch"
+    source = SOURCE_CONTROL
+
+
+class JobChanged(JobEvent):
+    """What the one writer of job state did with an event: the notifier's input (it never decides state).
+
+    `cause` is the detail-type that caused the change, or the control plane's own reason (`Watchdog`, `Instance
+    Vanished`, …); `note` is a thread message the control plane wants said, in Slack mrkdwn.
+    """
+
+    detail_type = "Job Changed"
+    source = SOURCE_CONTROL
+    cause: str = Field(max_length=60)
+    status: str
+    status_changed: bool = False
+    phase_changed: bool = False
+    phase: str | None = None
+    cached: bool = False
+    new_best: bool = False
+    note: str | None = Field(None, max_length=3000)
 
 
 EVENT_TYPES: dict[str, type[JobEvent]] = {
@@ -148,6 +218,11 @@ EVENT_TYPES: dict[str, type[JobEvent]] = {
         JobError,
         JobFinished,
         JobBuildReady,
+        JobInterrupted,
+        JobCancelled,
+        JobCancelRequested,
+        JobRelaunch,
+        JobChanged,
     )
 }
 

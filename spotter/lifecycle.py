@@ -9,10 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spotter.events import (
+    Artifact,
+    Bus,
+    JobCancelled,
+    JobCancelRequested,
+    JobChanged,
     JobCheckpoint,
     JobError,
     JobEvent,
     JobFinished,
+    JobInterrupted,
     JobLaunched,
     JobMetric,
     JobPhase,
@@ -20,7 +26,7 @@ from spotter.events import (
     JobQueued,
 )
 from spotter.status import JobStatus, forward_path
-from spotter.store import Failure, JobRecord, JobsStore, TransitionError
+from spotter.store import Checkpoint, Failure, JobRecord, JobsStore, TransitionError
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,33 @@ class Outcome:
     status_changed: bool = False
     phase_changed: bool = False
     new_best: bool = False
+    note: str | None = None  # what the thread should hear of it, beyond the card
+
+
+def changed_event(outcome: Outcome, cause: str, *, phase: str | None = None, cached: bool = False) -> JobChanged | None:
+    """The notifier's view of an outcome, or None when there is nothing to show."""
+    rec = outcome.record
+    if rec is None or not (outcome.changed or outcome.note):
+        return None
+    return JobChanged(
+        job_id=rec.job_id,
+        attempt=max(1, rec.attempt),
+        cause=cause,
+        status=rec.status.value,
+        status_changed=outcome.status_changed,
+        phase_changed=outcome.phase_changed,
+        phase=phase if outcome.phase_changed else None,
+        cached=cached,
+        new_best=outcome.new_best,
+        note=outcome.note,
+    )
+
+
+def announce(bus: Bus, outcome: Outcome, cause: str, **kwargs: object) -> None:
+    """Tell the notifier what changed (raises BusError: the caller's delivery is retried and decides again)."""
+    ev = changed_event(outcome, cause, **kwargs)  # type: ignore[arg-type]
+    if ev is not None:
+        bus.put(ev)
 
 
 def _advance(store: JobsStore, rec: JobRecord, target: JobStatus, attempt: int) -> JobRecord:
@@ -78,6 +111,8 @@ def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
         return Outcome(None)  # not ours (another stack's job on a shared bus) or deleted
     if isinstance(ev, JobQueued):
         return Outcome(rec)
+    if isinstance(ev, JobCancelRequested):
+        return _cancel_requested(store, rec, ev)
     if isinstance(ev, JobError) and rec.status is JobStatus.FAILED and rec.failure and rec.failure.phase == ev.phase:
         # The launcher records its own failures before announcing them: the announcement still counts.
         return Outcome(rec, changed=True, status_changed=True)
@@ -108,7 +143,17 @@ def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
         updated, new_best = store.record_metric(ev)
         return Outcome(updated or rec, changed=updated is not None, new_best=new_best)
     if isinstance(ev, JobCheckpoint):
-        return Outcome(rec)
+        updated = store.record_checkpoint(ev.job_id, ev.attempt, _checkpoint(ev.artifact, ev))
+        return Outcome(updated or rec, changed=updated is not None)
+    if isinstance(ev, JobInterrupted):
+        if ev.checkpoint is not None:
+            store.record_checkpoint(ev.job_id, ev.attempt, _checkpoint(ev.checkpoint, ev))
+        rec = store.mark_interrupted(ev.job_id, ev.attempt, reason="interrupted")
+        return Outcome(rec, changed=True, status_changed=True)
+    if isinstance(ev, JobCancelled):
+        by = rec.cancel.by if rec.cancel else "unknown"
+        rec = store.mark_cancelled(ev.job_id, by, artifacts=ev.artifacts, attempt=ev.attempt)
+        return Outcome(rec, changed=True, status_changed=True)
     if isinstance(ev, JobError):
         rec = store.mark_failed(
             ev.job_id,
@@ -121,3 +166,29 @@ def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
         rec = store.mark_succeeded(ev.job_id, ev.attempt, ev.artifacts)
         return Outcome(rec, changed=True, status_changed=True)
     return Outcome(rec)
+
+
+# Where a job has no agent to tell (nothing launched yet, or between attempts), a cancel ends it at once.
+NO_AGENT = frozenset({JobStatus.QUEUED, JobStatus.INTERRUPTED})
+
+
+def _cancel_requested(store: JobsStore, rec: JobRecord, ev: JobCancelRequested) -> Outcome:
+    if rec.status.is_terminal():
+        return Outcome(rec)
+    requested = store.request_cancel(ev.job_id, ev.by) or rec
+    if rec.status in NO_AGENT or (rec.status is JobStatus.LAUNCHING and not _has_instance(rec)):
+        rec = store.mark_cancelled(ev.job_id, ev.by)
+        return Outcome(rec, changed=True, status_changed=True)
+    note = f"<@{ev.by}> asked to cancel: the agent uploads what it has, then the instance is terminated."
+    return Outcome(requested, changed=True, note=note)
+
+
+def _has_instance(rec: JobRecord) -> bool:
+    att = rec.current_attempt
+    return att is not None and att.instance_id is not None
+
+
+def _checkpoint(artifact: Artifact, ev: JobCheckpoint | JobInterrupted) -> Checkpoint:
+    return Checkpoint(
+        key=artifact.key, sha256=artifact.sha256, size=artifact.size, current=ev.current, attempt=ev.attempt, at=ev.at
+    )

@@ -22,6 +22,7 @@ from spotter.spec import JobSpec
 from spotter.status import ALLOWED_SOURCES, JobStatus
 
 CHANNEL_INDEX = "by-channel"
+STATUS_INDEX = "by-status"
 METRIC_HISTORY_MAX = 500
 
 _ser = TypeSerializer()
@@ -67,6 +68,11 @@ class Attempt(_Record):
     price_usd_hour: float | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    # How the attempt ended, once it has: succeeded, failed, cancelled, interrupted (the agent saw the notice),
+    # vanished (the instance went without a word).
+    ended_reason: str | None = None
+    resumed_from: int | None = None  # the epoch or iteration of the checkpoint this attempt started from
+    progress_at_end: int | None = None  # the epoch or iteration the attempt had reached when it ended
 
 
 class Progress(_Record):
@@ -96,6 +102,22 @@ class Failure(_Record):
     kind: str
     message: str
     last_lines: list[str] = Field(default_factory=list)
+
+
+class Checkpoint(_Record):
+    """The latest checkpoint in S3 (what the next attempt resumes from) and the progress it holds."""
+
+    key: str
+    sha256: str
+    size: int
+    current: int | None = None
+    attempt: int = 1
+    at: float = 0.0
+
+
+class CancelRequest(_Record):
+    by: str
+    at: float
 
 
 class SlackRef(_Record):
@@ -128,10 +150,26 @@ class JobRecord(_Record):
     announced: JobStatus | None = None
     heartbeat_at: float | None = None
     finished_at: float | None = None
+    checkpoint: Checkpoint | None = None
+    cancel: CancelRequest | None = None
+    relaunch_at: float | None = None  # an INTERRUPTED job's next attempt is due then (backoff)
+    notes: list[str] = Field(default_factory=list)  # what the control plane did to the job, newest last
 
     @property
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+
+def _reached(rec: JobRecord) -> int | None:
+    return rec.progress.current if rec.progress else None
+
+
+def _end_attempt(e: _Expr, attempt: int, at: float, reason: str, reached: int | None = None) -> None:
+    """Close attempt number `attempt` in the same update: when, why and how far it got."""
+    base = f"{e.n('attempts')}[{attempt - 1}]"
+    e.sets.append(f"{base}.{e.n('ended_at')} = {e.v(at)}")
+    e.sets.append(f"{base}.{e.n('ended_reason')} = {e.v(reason)}")
+    e.sets.append(f"{base}.{e.n('progress_at_end')} = {e.v(reached)}")
 
 
 def _now_iso() -> str:
@@ -260,6 +298,56 @@ class JobsStore:
         )
         return [_from_item(i) for i in resp.get("Items", [])]
 
+    def list_status(self, status: JobStatus, since: str | None = None) -> list[JobRecord]:
+        """Every job in `status` (created at or after `since`, an ISO time), oldest first."""
+        names = {"#s": "status"}
+        values: dict[str, Any] = {":s": {"S": status.value}}
+        key = "#s = :s"
+        if since is not None:
+            names["#c"] = "created_at"
+            values[":c"] = {"S": since}
+            key += " AND #c >= :c"
+        out: list[JobRecord] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": key,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        while True:
+            resp = self.db.query(**kwargs)
+            out.extend(_from_item(i) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return out
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def list_active(self) -> list[JobRecord]:
+        """Every job not yet decided (the watchdog's and the caps' view), oldest first."""
+        jobs = [rec for s in JobStatus if not s.is_terminal() for rec in self.list_status(s)]
+        return sorted(jobs, key=lambda r: r.created_at)
+
+    def list_since(self, since: str, channel: str | None = None) -> list[JobRecord]:
+        """Jobs created at or after `since` (an ISO time), of one channel or of all, newest first."""
+        if channel is None:
+            jobs = [rec for s in JobStatus for rec in self.list_status(s, since)]
+        else:
+            jobs = []
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": CHANNEL_INDEX,
+                "KeyConditionExpression": "channel = :c AND created_at >= :t",
+                "ExpressionAttributeValues": {":c": {"S": channel}, ":t": {"S": since}},
+                "ScanIndexForward": False,
+            }
+            while True:
+                resp = self.db.query(**kwargs)
+                jobs.extend(_from_item(i) for i in resp.get("Items", []))
+                if "LastEvaluatedKey" not in resp:
+                    break
+                kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return sorted(jobs, key=lambda r: r.created_at, reverse=True)
+
     # -- the update primitive ---------------------------------------------------------------------
 
     def _apply(self, job_id: str, e: _Expr, condition: str) -> JobRecord | None:
@@ -325,30 +413,75 @@ class JobsStore:
         now = time.time()
         e = _Expr().set("artifacts", [a.model_dump() for a in artifacts]).set("finished_at", now)
         e.set("phase", None)
-        e.sets.append(f"{e.n('attempts')}[{attempt - 1}].ended_at = {e.v(now)}")
+        _end_attempt(e, attempt, now, "succeeded")
         return self._transition(job_id, JobStatus.SUCCEEDED, e, attempt=attempt)
 
     def mark_failed(self, job_id: str, failure: Failure, attempt: int | None = None) -> JobRecord:
         """Any active status → FAILED, saying which phase failed and how."""
         now = time.time()
-        e = _Expr().set("failure", failure.model_dump()).set("finished_at", now)
+        e = _Expr().set("failure", failure.model_dump()).set("finished_at", now).set("phase", None)
         rec = self.get(job_id)
-        if rec.attempts:
-            e.sets.append(f"{e.n('attempts')}[{len(rec.attempts) - 1}].ended_at = {e.v(now)}")
+        if rec.attempts and rec.attempts[-1].ended_at is None:
+            _end_attempt(e, len(rec.attempts), now, "failed", _reached(rec))
         return self._transition(job_id, JobStatus.FAILED, e, attempt=attempt)
 
-    def mark_cancelled(self, job_id: str, by: str) -> JobRecord:
-        """Any active status → CANCELLED by a person."""
+    def mark_cancelled(
+        self, job_id: str, by: str, *, artifacts: list[Artifact] | None = None, attempt: int | None = None
+    ) -> JobRecord:
+        """Any active status → CANCELLED by a person, keeping the weights the agent uploaded on its way out."""
+        now = time.time()
         e = _Expr().set(
             "failure", Failure(phase="cancel", kind="cancelled", message=f"cancelled by <@{by}>").model_dump()
         )
-        return self._transition(job_id, JobStatus.CANCELLED, e.set("finished_at", time.time()))
+        e.set("finished_at", now).set("phase", None)
+        if artifacts:
+            e.set("artifacts", [a.model_dump() for a in artifacts])
+        rec = self.get(job_id)
+        if rec.attempts and rec.attempts[-1].ended_at is None:
+            _end_attempt(e, len(rec.attempts), now, "cancelled", _reached(rec))
+        return self._transition(job_id, JobStatus.CANCELLED, e, attempt=attempt)
 
-    def mark_interrupted(self, job_id: str, attempt: int) -> JobRecord:
-        """LAUNCHING|RUNNING|UPLOADING → INTERRUPTED: the spot instance was reclaimed."""
-        e = _Expr()
-        e.sets.append(f"{e.n('attempts')}[{attempt - 1}].ended_at = {e.v(time.time())}")
+    def mark_interrupted(
+        self, job_id: str, attempt: int, *, reason: str = "interrupted", relaunch_at: float | None = None
+    ) -> JobRecord:
+        """LAUNCHING|RUNNING|UPLOADING → INTERRUPTED: the spot instance was reclaimed (or vanished)."""
+        e = _Expr().set("relaunch_at", relaunch_at).set("phase", None)
+        rec = self.get(job_id)
+        _end_attempt(e, attempt, time.time(), reason, _reached(rec) if rec.attempt == attempt else None)
         return self._transition(job_id, JobStatus.INTERRUPTED, e, attempt=attempt)
+
+    def set_resumed_from(self, job_id: str, attempt: int, current: int | None) -> JobRecord | None:
+        """The checkpoint progress the attempt starts from (None: from scratch), as the launcher decided it."""
+        e = _Expr()
+        e.sets.append(f"{e.n('attempts')}[{attempt - 1}].resumed_from = {e.v(current)}")
+        return self._apply(job_id, e, f"{e.n('attempt')} = {e.v(attempt)}")
+
+    def request_cancel(self, job_id: str, by: str) -> JobRecord | None:
+        """Note that `by` asked to cancel an active job (the first request stands); None if the job has ended."""
+        e = _Expr().set("cancel", CancelRequest(by=by, at=time.time()).model_dump())
+        active = sorted(s.value for s in JobStatus if not s.is_terminal())
+        cond = f"attribute_not_exists({e.n('cancel')}) AND {e.n('status')} IN ({', '.join(e.v(s) for s in active)})"
+        if self._apply(job_id, e, cond) is None:
+            current = self.find(job_id)
+            return None if current is None or current.status.is_terminal() else current
+        return self.get(job_id)
+
+    def record_checkpoint(self, job_id: str, attempt: int, checkpoint: Checkpoint) -> JobRecord | None:
+        """The latest checkpoint in S3 for the current attempt; an older report (a late delivery) changes nothing."""
+        e = _Expr().set("checkpoint", checkpoint.model_dump())
+        cp = e.n("checkpoint")
+        cond = (
+            f"{e.n('attempt')} = {e.v(attempt)} AND (attribute_not_exists({cp}) "
+            f"OR {cp}.{e.n('at')} < {e.v(checkpoint.at)})"
+        )
+        return self._apply(job_id, e, cond)
+
+    def add_note(self, job_id: str, note: str) -> JobRecord | None:
+        """Remember what the control plane did to the job (the watchdog's actions, a relaunch…)."""
+        e = _Expr()
+        notes = e.n("notes")
+        e.sets.append(f"{notes} = list_append(if_not_exists({notes}, {e.v([])}), {e.v([note[:500]])})")
+        return self._apply(job_id, e, "attribute_exists(job_id)")
 
     # -- facts about the running attempt ----------------------------------------------------------
 
