@@ -25,8 +25,9 @@ class GpuType:
     on_demand_usd_hour: float
 
 
-# The GPU instance types Spotter launches. Prices are us-east-1 on-demand list prices (the spot
-# ceiling); live spot prices come from EC2 at launch time.
+# The GPU instance types Spotter launches. Prices are us-east-1 on-demand list prices as of PRICES_AS_OF (the
+# spot ceiling, and what a job's saving is measured against); live spot prices come from EC2 at launch time.
+PRICES_AS_OF = "2026-11-01"
 GPU_TYPES: dict[str, GpuType] = {
     t.instance_type: t
     for t in (

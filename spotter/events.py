@@ -111,6 +111,14 @@ class Artifact(BaseModel):
     size: int = Field(ge=0)
 
 
+class JobHeartbeat(JobEvent):
+    """The agent is alive (sent when nothing else has been for a while: a long install, build or data phase)."""
+
+    detail_type = "Job Heartbeat"
+    source = SOURCE_AGENT
+    phase: Phase | None = None
+
+
 class JobCheckpoint(JobEvent):
     detail_type = "Job Checkpoint"
     source = SOURCE_AGENT
@@ -218,6 +226,7 @@ EVENT_TYPES: dict[str, type[JobEvent]] = {
         JobError,
         JobFinished,
         JobBuildReady,
+        JobHeartbeat,
         JobInterrupted,
         JobCancelled,
         JobCancelRequested,

@@ -18,6 +18,7 @@ from spotter.events import (
     JobError,
     JobEvent,
     JobFinished,
+    JobHeartbeat,
     JobInterrupted,
     JobLaunched,
     JobMetric,
@@ -142,6 +143,10 @@ def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
         rec = _advance(store, rec, JobStatus.RUNNING, ev.attempt)
         updated, new_best = store.record_metric(ev)
         return Outcome(updated or rec, changed=updated is not None, new_best=new_best)
+    if isinstance(ev, JobHeartbeat):
+        rec = _advance(store, rec, JobStatus.RUNNING, ev.attempt)
+        updated = store.record_heartbeat(ev.job_id, ev.attempt)
+        return Outcome(updated or rec, changed=rec.status != before, status_changed=rec.status != before)
     if isinstance(ev, JobCheckpoint):
         updated = store.record_checkpoint(ev.job_id, ev.attempt, _checkpoint(ev.artifact, ev))
         return Outcome(updated or rec, changed=updated is not None)

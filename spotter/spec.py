@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from spotter import catalog
+from spotter import catalog, layout
 
 JOB_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,62}$")
 _JOB_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: ids are read and typed by people
@@ -17,6 +17,9 @@ _JOB_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: ids are re
 
 class SpecError(ValueError):
     """A job request that cannot run; the message says what was wrong and what would work."""
+
+
+SpotMode = Literal["auto", "true", "false"]
 
 
 class TrainParams(BaseModel):
@@ -30,9 +33,21 @@ class TrainParams(BaseModel):
     img: int | None = Field(None, ge=32, le=4096, description="training image size in pixels, a multiple of 32")
     gpus: int = Field(1, ge=1, le=8, description="GPUs to train on")
     instance: str | None = Field(None, description="one EC2 instance type instead of the catalog's choice")
-    spot: bool = Field(True, description="spot (true) or on-demand (false)")
+    spot: SpotMode = Field("auto", description="auto (spot, else on-demand), true (spot only) or false (on-demand)")
     max_hours: float = Field(4.0, gt=0, le=72, description="hard limit; the instance powers off after it")
     from_: Literal["scratch", "pretrained"] = Field("scratch", alias="from", description="scratch or pretrained")
+
+    @field_validator("spot", mode="before")
+    @classmethod
+    def _spot_mode(cls, v: object) -> object:
+        # Records written before `auto` existed hold a boolean; people may type yes/no or on-demand.
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return {"yes": "true", "spot": "true", "no": "false", "on-demand": "false", "ondemand": "false"}.get(
+                v.lower(), v.lower()
+            )
+        return v
 
     @field_validator("img")
     @classmethod
@@ -64,7 +79,7 @@ _PARAM_HELP: dict[str, str] = {
     "img": "a multiple of 32 from 32 to 4096, e.g. `img=640`",
     "gpus": "a whole number from 1 to 8, e.g. `gpus=2`",
     "instance": "an instance type, e.g. `instance=g5.xlarge`",
-    "spot": "`spot=true` or `spot=false`",
+    "spot": "`spot=auto` (spot, else on-demand), `spot=true` (spot only) or `spot=false` (on-demand)",
     "max_hours": "hours from 0.1 to 72, e.g. `max_hours=6`",
     "from": "`from=scratch` or `from=pretrained`",
 }
@@ -176,6 +191,18 @@ def build_spec(
     )
 
 
+class ResumeFrom(BaseModel):
+    """The checkpoint an attempt restarts from: the agent downloads it and checks its sha256 before using it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    key: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    current: int | None = Field(None, ge=0)  # the epoch or iteration it holds
+    attempt: int = Field(ge=1)  # the attempt that wrote it
+
+
 class RunSpec(BaseModel):
     """What the agent on the instance reads from `jobs/<job>/job.json`: the job plus where to report."""
 
@@ -187,7 +214,8 @@ class RunSpec(BaseModel):
     bus_name: str
     region: str
     classes: tuple[str, ...]
+    resume: ResumeFrom | None = None  # None: train from the start (a first attempt, or nothing was saved)
 
     @property
     def prefix(self) -> str:
-        return f"jobs/{self.spec.job_id}/"
+        return layout.job(self.spec.job_id)

@@ -507,6 +507,11 @@ class JobsStore:
         e = _Expr().set("phase", phase).set("heartbeat_at", time.time())
         return self._apply(job_id, e, e.newer(attempt, "phase_seq", seq))
 
+    def record_heartbeat(self, job_id: str, attempt: int) -> JobRecord | None:
+        """The current attempt's agent is alive."""
+        e = _Expr().set("heartbeat_at", time.time())
+        return self._apply(job_id, e, f"{e.n('attempt')} = {e.v(attempt)}")
+
     def record_progress(self, event: JobProgress) -> JobRecord | None:
         """Newer progress of the current attempt replaces older; stale or foreign progress is dropped."""
         p = Progress(
