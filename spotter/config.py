@@ -75,6 +75,9 @@ class ControlSettings(Settings):
     heartbeat_stale_seconds: float = Field(600.0, gt=0, description="a running job silent this long has failed")
     launching_timeout_seconds: float = Field(900.0, gt=0, description="a job LAUNCHING this long has failed")
     cancel_grace_seconds: float = Field(180.0, gt=0, description="how long the agent has to act on a cancel")
+    vanish_settle_seconds: float = Field(
+        60.0, ge=0, description="how long after an instance went its agent's last events may still be on their way"
+    )
 
     def relaunch_delay(self, next_attempt: int) -> float:
         """How long to wait before launching attempt `next_attempt` of an interrupted job."""

@@ -450,6 +450,12 @@ class JobsStore:
         _end_attempt(e, attempt, time.time(), reason, _reached(rec) if rec.attempt == attempt else None)
         return self._transition(job_id, JobStatus.INTERRUPTED, e, attempt=attempt)
 
+    def set_relaunch_at(self, job_id: str, attempt: int, at: float | None) -> JobRecord | None:
+        """When the INTERRUPTED job's next attempt is due (the watchdog launches it then)."""
+        e = _Expr().set("relaunch_at", at)
+        cond = f"{e.n('attempt')} = {e.v(attempt)} AND {e.n('status')} = {e.v(JobStatus.INTERRUPTED.value)}"
+        return self._apply(job_id, e, cond)
+
     def set_resumed_from(self, job_id: str, attempt: int, current: int | None) -> JobRecord | None:
         """The checkpoint progress the attempt starts from (None: from scratch), as the launcher decided it."""
         e = _Expr()

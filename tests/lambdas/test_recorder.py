@@ -1,0 +1,254 @@
+"""The recorder (the one writer of job state), recovery after an interruption, and EC2's events, against moto."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from lambdas.ec2_events import Ec2Event, Ec2Events, NotSettled
+from lambdas.recorder import Recorder
+from lambdas.recovery import GiveUp, Relaunch, after_interruption, work_lost
+from spotter import layout
+from spotter.config import ControlSettings
+from spotter.events import (
+    Artifact,
+    Bus,
+    JobCancelled,
+    JobCancelRequested,
+    JobCheckpoint,
+    JobFinished,
+    JobInterrupted,
+    JobLaunched,
+    JobPhase,
+    JobProgress,
+)
+from spotter.status import JobStatus
+from spotter.store import Checkpoint, JobsStore
+from tests.spotter.helpers import make_spec, table_definition
+
+BUS, BUCKET, SHA = "bus", "bucket", "a" * 64
+
+
+@dataclass
+class World:
+    store: JobsStore
+    recorder: Recorder
+    settings: ControlSettings
+    queue: str
+    sqs: Any
+    s3: Any
+    ec2: Any
+
+    def control_events(self) -> list[dict[str, Any]]:
+        """What the control plane put on the bus since the last look (Job Changed, Job Relaunch)."""
+        out: list[dict[str, Any]] = []
+        while msgs := self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages"):
+            for m in msgs:
+                out.append(json.loads(m["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=m["ReceiptHandle"])
+        return out
+
+    def running(self, seed: str, attempt_instances: int = 1) -> str:
+        spec = make_spec(seed=seed, epochs="6")
+        self.store.create(spec, trigger=seed)
+        for n in range(1, attempt_instances + 1):
+            if n > 1:
+                self.store.mark_interrupted(spec.job_id, n - 1)
+            self.store.mark_launching(spec.job_id, n)
+            self.recorder.record(
+                JobLaunched(
+                    job_id=spec.job_id,
+                    attempt=n,
+                    instance_id=f"i-{seed}{n}",
+                    instance_type="g4dn.xlarge",
+                    market="spot",
+                )
+            )
+            self.recorder.record(JobPhase(job_id=spec.job_id, attempt=n, seq=1, phase="train", state="started"))
+        self.control_events()
+        return spec.job_id
+
+
+@pytest.fixture
+def world(aws: str) -> World:
+    boto3.client("dynamodb").create_table(**table_definition("jobs"))
+    events, sqs, s3 = boto3.client("events"), boto3.client("sqs"), boto3.client("s3")
+    events.create_event_bus(Name=BUS)
+    s3.create_bucket(Bucket=BUCKET)
+    queue = sqs.create_queue(QueueName="control")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="control", EventBusName=BUS, EventPattern=json.dumps({"source": ["spotter.control"]}))
+    events.put_targets(Rule="control", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
+    settings = ControlSettings(jobs_table="jobs", bucket=BUCKET, bus_name=BUS, relaunch_backoff_seconds=60)
+    store = JobsStore("jobs")
+    return World(store, Recorder(settings, store, Bus(BUS), s3), settings, queue, sqs, s3, boto3.client("ec2"))
+
+
+def _changed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e["detail"] for e in events if e["detail-type"] == "Job Changed"]
+
+
+def test_each_recorded_change_goes_to_the_notifier_as_job_changed(world: World) -> None:
+    job = world.running("rec")
+    world.recorder.record(JobProgress(job_id=job, seq=2, unit="epoch", current=2, total=6))
+    world.recorder.record(JobProgress(job_id=job, seq=1, unit="epoch", current=1, total=6))  # stale: nothing
+
+    (changed,) = _changed(world.control_events())
+    assert changed["cause"] == "Job Progress" and changed["status"] == "RUNNING"
+    assert world.store.get(job).progress.current == 2  # type: ignore[union-attr]
+
+
+def test_an_interruption_with_a_checkpoint_relaunches_at_once_and_says_what_is_resumed(world: World) -> None:
+    job = world.running("int")
+    world.recorder.record(JobProgress(job_id=job, seq=2, unit="epoch", current=4, total=6))
+    cp = Artifact(name="checkpoint", key=layout.checkpoint(job, ".pt"), sha256=SHA, size=10)
+
+    world.recorder.record(JobInterrupted(job_id=job, seq=3, checkpoint=cp, current=3))
+
+    rec = world.store.get(job)
+    assert rec.status is JobStatus.INTERRUPTED and rec.checkpoint is not None and rec.checkpoint.current == 3
+    assert rec.attempts[0].ended_reason == "interrupted" and rec.relaunch_at is None
+    events = world.control_events()
+    assert [e["detail"]["attempt"] for e in events if e["detail-type"] == "Job Relaunch"] == [1]
+    notes = [c["note"] for c in _changed(events) if c.get("note")]
+    assert any("Attempt 2 resumes after epoch 3" in n for n in notes), notes
+
+
+def test_a_later_interruption_waits_out_a_backoff_and_the_last_allowed_one_gives_up(world: World) -> None:
+    job = world.running("back", attempt_instances=3)
+    world.recorder.record(JobInterrupted(job_id=job, attempt=3, seq=5))
+    rec = world.store.get(job)
+    assert rec.status is JobStatus.INTERRUPTED and rec.relaunch_at is not None
+    assert rec.relaunch_at - time.time() == pytest.approx(120, abs=5)  # 4th attempt: 60 s × 2
+    assert not [e for e in world.control_events() if e["detail-type"] == "Job Relaunch"]
+
+    capped = world.settings.model_copy(update={"max_attempts": 3})
+    step = after_interruption(rec, capped, "Reclaimed.")
+    assert isinstance(step, GiveUp) and step.kind == "attempts" and "3 attempts" in step.message
+
+
+def test_work_lost_counts_what_the_ended_attempt_did_past_its_checkpoint(world: World) -> None:
+    job = world.running("lost")
+    world.recorder.record(JobProgress(job_id=job, seq=2, unit="epoch", current=5, total=6))
+    world.store.record_checkpoint(job, 1, Checkpoint(key="k", sha256=SHA, size=1, current=3, attempt=1, at=time.time()))
+    rec = world.store.mark_interrupted(job, 1)
+    # In epoch 5, four were done, three are in the checkpoint.
+    assert work_lost(rec) == 1
+    step = after_interruption(rec, world.settings, "Reclaimed.")
+    assert isinstance(step, Relaunch) and step.attempt == 2 and step.delay == 0 and "Work lost: 1 epoch." in step.note
+
+
+def test_a_cancel_reaches_the_agent_through_its_control_object_and_a_queued_job_ends_at_once(world: World) -> None:
+    job = world.running("can")
+    world.recorder.record(JobCancelRequested(job_id=job, by="U2"))
+    body = json.loads(world.s3.get_object(Bucket=BUCKET, Key=layout.control(job))["Body"].read())
+    assert body["action"] == "cancel" and body["by"] == "U2"
+    rec = world.store.get(job)
+    assert rec.status is JobStatus.RUNNING and rec.cancel is not None and rec.cancel.by == "U2"
+
+    weights = Artifact(name="last", key=layout.artifact(job, "last", ".pt"), sha256=SHA, size=3)
+    world.recorder.record(JobCancelled(job_id=job, seq=9, artifacts=[weights]))
+    rec = world.store.get(job)
+    assert rec.status is JobStatus.CANCELLED and [a.name for a in rec.artifacts] == ["last"]
+    assert rec.failure is not None and "U2" in rec.failure.message
+
+    queued = make_spec(seed="q")
+    world.store.create(queued, trigger="q")
+    world.recorder.record(JobCancelRequested(job_id=queued.job_id, by="U1"))
+    assert world.store.get(queued.job_id).status is JobStatus.CANCELLED
+
+
+def test_an_end_recorded_before_the_notifier_could_be_told_is_told_on_redelivery(world: World) -> None:
+    job = world.running("redo")
+    world.recorder.record(JobPhase(job_id=job, seq=5, phase="upload", state="started"))
+    world.store.mark_succeeded(job, 1, [])  # an earlier delivery recorded it, then could not put Job Changed
+    world.control_events()
+
+    world.recorder.record(JobFinished(job_id=job, seq=9, artifacts=[]))
+
+    (changed,) = _changed(world.control_events())
+    assert changed["status"] == "SUCCEEDED" and changed["status_changed"]
+
+
+def test_checkpoints_are_recorded_newest_first(world: World) -> None:
+    job = world.running("cp")
+    art = Artifact(name="checkpoint", key="k", sha256=SHA, size=1)
+    world.recorder.record(JobCheckpoint(job_id=job, seq=3, artifact=art, current=2, at=200.0))
+    world.recorder.record(JobCheckpoint(job_id=job, seq=2, artifact=art, current=1, at=100.0))
+    assert world.store.get(job).checkpoint.current == 2  # type: ignore[union-attr]
+
+
+# -- EC2 events ---------------------------------------------------------------------------------------------
+
+
+def _tagged_instance(world: World, job: str) -> str:
+    iid = world.ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "spotter:job", "Value": job}]}],
+    )["Instances"][0]["InstanceId"]
+    return str(iid)
+
+
+def _state_change(iid: str, state: str, age: float) -> Ec2Event:
+    when = (datetime.now(UTC) - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Ec2Event.model_validate(
+        {
+            "detail-type": "EC2 Instance State-change Notification",
+            "source": "aws.ec2",
+            "time": when,
+            "detail": {"instance-id": iid, "state": state},
+        }
+    )
+
+
+def test_an_instance_that_vanished_under_a_running_job_restarts_it_once_its_last_events_had_time(world: World) -> None:
+    spec = make_spec(seed="van")
+    world.store.create(spec, trigger="van")
+    world.store.mark_launching(spec.job_id, 1)
+    iid = _tagged_instance(world, spec.job_id)
+    world.recorder.record(JobLaunched(job_id=spec.job_id, instance_id=iid, instance_type="g4dn.xlarge", market="spot"))
+    world.recorder.record(JobPhase(job_id=spec.job_id, seq=1, phase="train", state="started"))
+    handler = Ec2Events(world.settings, world.store, Bus(BUS), world.ec2)
+    world.control_events()
+
+    with pytest.raises(NotSettled):
+        handler.handle(_state_change(iid, "terminated", age=5))
+    assert world.store.get(spec.job_id).status is JobStatus.RUNNING
+
+    assert handler.handle(_state_change(iid, "terminated", age=120)) == "interrupted"
+    rec = world.store.get(spec.job_id)
+    assert rec.status is JobStatus.INTERRUPTED and rec.attempts[0].ended_reason == "vanished"
+    events = world.control_events()
+    assert [e["detail"]["attempt"] for e in events if e["detail-type"] == "Job Relaunch"] == [1]
+    assert any("restarts from scratch" in (c.get("note") or "") for c in _changed(events))
+    # Once decided, a repeat of the event does nothing.
+    assert handler.handle(_state_change(iid, "terminated", age=130)) == "ignored"
+
+
+def test_a_spot_warning_is_said_in_the_thread_and_an_unknown_instance_is_ignored(world: World) -> None:
+    spec = make_spec(seed="warn")
+    world.store.create(spec, trigger="warn")
+    world.store.mark_launching(spec.job_id, 1)
+    iid = _tagged_instance(world, spec.job_id)
+    world.recorder.record(JobLaunched(job_id=spec.job_id, instance_id=iid, instance_type="g4dn.xlarge", market="spot"))
+    world.control_events()
+    handler = Ec2Events(world.settings, world.store, Bus(BUS), world.ec2)
+    warning = {
+        "detail-type": "EC2 Spot Instance Interruption Warning",
+        "source": "aws.ec2",
+        "detail": {"instance-id": iid, "instance-action": "terminate"},
+    }
+    assert handler.handle(Ec2Event.model_validate(warning)) == "warned"
+    (changed,) = _changed(world.control_events())
+    assert "reclaim" in changed["note"] and iid in changed["note"]
+
+    stranger = world.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    assert handler.handle(_state_change(stranger, "terminated", age=300)) == "ignored"
