@@ -190,7 +190,10 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         (s["AvailabilityZone"], s["SubnetId"])
         for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
     )
-    r.refs.update(GpuImageId=LOCAL_AMI, VpcId=vpc, AgentVersion=doc["Parameters"]["AgentVersion"]["Default"])
+    for name, param in doc.get("Parameters", {}).items():
+        if "Default" in param:
+            r.refs[name] = str(param["Default"])
+    r.refs.update(GpuImageId=LOCAL_AMI, VpcId=vpc)
     r.refs["SubnetIds"] = [s for _, s in subnets]  # type: ignore[assignment]
 
     for logical, spec in res.items():

@@ -78,7 +78,7 @@ def _instance_reads_secrets(sam: dict[str, Any]) -> None:
 
 
 def _unknown_detail_type(sam: dict[str, Any]) -> None:
-    pattern = _resources(sam)["NotifierFunction"]["Properties"]["Events"]["JobEvents"]["Properties"]["Pattern"]
+    pattern = _resources(sam)["RecorderFunction"]["Properties"]["Events"]["JobEvents"]["Properties"]["Pattern"]
     pattern["detail-type"].append("Job Exploded")
 
 

@@ -15,13 +15,13 @@ def test_defaults_come_from_the_model() -> None:
     assert (spec.params.epochs, spec.params.img, spec.params.batch) == (20, 128, 16)
     assert spec.recipe == "ultralytics" and spec.unit == "epoch" and spec.length == 20
     assert spec.max_minutes == 120
-    assert spec.params.spot is True and spec.params.from_ == "scratch"
+    assert spec.params.spot == "auto" and spec.params.from_ == "scratch"
 
 
 def test_options_override_defaults() -> None:
     spec = make_spec(epochs="5", img="256", batch="8", spot="false", max_hours="0.5", **{"from": "pretrained"})
     assert (spec.params.epochs, spec.params.img, spec.params.batch) == (5, 256, 8)
-    assert spec.params.spot is False and spec.max_minutes == 30 and spec.params.from_ == "pretrained"
+    assert spec.params.spot == "false" and spec.max_minutes == 30 and spec.params.from_ == "pretrained"
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def test_options_override_defaults() -> None:
         ({"img": "100"}, "multiple of 32 (e.g. 96)"),
         ({"batch": "2048"}, "`batch=2048` is not valid"),
         ({"instance": "t2.micro"}, "must be one of g4dn.xlarge"),
-        ({"spot": "maybe"}, "`spot=true` or `spot=false`"),
+        ({"spot": "maybe"}, "`spot=auto` (spot, else on-demand), `spot=true` (spot only) or `spot=false`"),
         ({"max_hours": "100"}, "hours from 0.1 to 72"),
         ({"from": "yesterday"}, "`from=scratch` or `from=pretrained`"),
         ({"lr": "0.1"}, "Unknown option `lr`. Options: `epochs`"),
