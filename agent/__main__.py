@@ -2,7 +2,7 @@
 
 import sys
 
-from agent.main import cli
+from agent.cli import cli
 
 if __name__ == "__main__":
     sys.exit(cli())

@@ -24,8 +24,10 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.plan import BuildStep, Source, Step
-from agent.uploader import TRANSFER_CONFIG, sha256_of
-from spotter.events import Artifact, JobBuildReady
+from agent.uploader import TRANSFER_CONFIG
+from spotter import layout
+from spotter.events import Artifact
+from spotter.layout import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +189,7 @@ def _status(e: ClientError) -> int:
 
 def _restore(step: BuildStep, s3: Any, bucket: str, key: str) -> bool:
     """Extract the cached build over the checkout if there is one and its bytes are what its metadata says."""
-    object_key = JobBuildReady.cache_object_key(step.recipe, key)
+    object_key = layout.build_cache(step.recipe, key)
     try:
         head = s3.head_object(Bucket=bucket, Key=object_key)
     except ClientError as e:
@@ -250,7 +252,7 @@ def pack(root: Path, outputs: Sequence[str], archive: Path) -> None:
 def _store(step: BuildStep, s3: Any, bucket: str, job_id: str, attempt: int, key: str) -> Artifact | None:
     """Upload the build under the job's prefix for the cache function to promote; a failed upload costs only
     the next job a rebuild, so it is logged, not raised."""
-    object_key = JobBuildReady.upload_object_key(job_id, step.recipe, key)
+    object_key = layout.job_build(job_id, step.recipe, key)
     with tempfile.TemporaryDirectory(prefix=".build-cache-", dir=step.source.dir.parent) as tmp:
         archive = Path(tmp) / "build.tar.gz"
         pack(step.source.dir, step.outputs, archive)

@@ -1,4 +1,5 @@
-"""A small IMDSv2 client: who this instance is, and whether EC2 has announced a spot interruption.
+"""A small IMDSv2 client: who this instance is, and whether EC2 has announced a spot interruption or recommends
+rebalancing.
 
 The endpoint comes from AWS_EC2_METADATA_SERVICE_ENDPOINT (the variable botocore reads), so the
 local stack's metadata stand-in serves the same requests a real instance makes.
@@ -92,4 +93,19 @@ class Imds:
     def spot_action(self) -> dict[str, Any] | None:
         """`{"action": "terminate"|"stop"|"hibernate", "time": ISO-8601}` once EC2 has scheduled an interruption."""
         text = self.get("spot/instance-action")
-        return None if text is None else dict(json.loads(text))
+        return None if text is None else _json_object(path="spot/instance-action", text=text)
+
+    def rebalance(self) -> dict[str, Any] | None:
+        """`{"noticeTime": ISO-8601}` once EC2 has seen an elevated risk of interruption for this instance."""
+        text = self.get("events/recommendations/rebalance")
+        return None if text is None else _json_object(path="events/recommendations/rebalance", text=text)
+
+
+def _json_object(*, path: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ImdsError(f"IMDS {path}: not JSON: {text[:100]!r}") from None
+    if not isinstance(value, dict):
+        raise ImdsError(f"IMDS {path}: not a JSON object: {text[:100]!r}")
+    return value

@@ -19,12 +19,13 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.plan import Pretrained
-from agent.uploader import TRANSFER_CONFIG, sha256_of
+from agent.uploader import TRANSFER_CONFIG
+from spotter import layout
 from spotter.aws import client
+from spotter.layout import sha256_of
 
 log = logging.getLogger(__name__)
 
-PRETRAINED_PREFIX = "cache/pretrained/"
 # Files downloaded at once; each download is itself split into parallel parts by the transfer manager.
 MAX_PARALLEL = 4
 
@@ -36,7 +37,7 @@ class InputError(Exception):
 def pretrained_key(name: str) -> str:
     if not name or "/" in name or name in (".", ".."):
         raise InputError(f"{name!r} is not a pretrained file name")
-    return PRETRAINED_PREFIX + name
+    return layout.pretrained(name)
 
 
 def _status(e: ClientError) -> int:

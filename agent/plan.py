@@ -1,5 +1,5 @@
 """What a rendered recipe asks the agent to do for one attempt: the contract between recipes, the build
-cache, dataset preparation and the phase loop in agent.main.
+cache, dataset preparation and the phases in agent.attempt.
 
 Every argv here is final (rendered from the validated spec); nothing is ever handed to a shell.
 """

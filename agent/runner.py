@@ -14,6 +14,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ KILL_GRACE_SECONDS = 10.0
 DRAIN_SECONDS = 5.0
 LAST_LINES = 40
 
-Outcome = Literal["ok", "exit", "killed", "timeout"]
+# "stopped": the agent asked the phase to stop (a spot interruption notice, a cancel).
+Outcome = Literal["ok", "exit", "killed", "timeout", "stopped"]
 
 # Process groups started here and not yet reaped: killed if the agent itself goes away.
 _ACTIVE_GROUPS: set[int] = set()
@@ -74,8 +76,10 @@ def kill_active_groups() -> None:
         _ACTIVE_GROUPS.discard(pgid)
 
 
-def outcome_of(returncode: int, timed_out: bool) -> Outcome:
+def outcome_of(returncode: int, timed_out: bool, stopped: bool = False) -> Outcome:
     """The return-code policy: 0 is success, death by a signal is `killed`, anything else `exit`."""
+    if stopped:
+        return "stopped"
     if timed_out:
         return "timeout"
     if returncode == 0:
@@ -99,7 +103,10 @@ class PhaseResult:
 
 
 class PhaseRunner:
-    """Runs phase commands in `workdir`, logging each to `workdir/logs/<phase>.log`."""
+    """Runs phase commands in `workdir`, logging each to `workdir/logs/<phase>.log`.
+
+    Setting `stop` (from any thread) stops the running command's process group as the deadline would.
+    """
 
     def __init__(
         self,
@@ -108,11 +115,13 @@ class PhaseRunner:
         env: Mapping[str, str] | None = None,
         on_parsed: Callable[[Parsed], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stop: threading.Event | None = None,
     ) -> None:
         self.workdir = workdir
         self.env = dict(os.environ if env is None else env)
         self.on_parsed = on_parsed
         self.clock = clock
+        self.stop = stop
 
     def log_path(self, phase: str) -> Path:
         return self.workdir / "logs" / f"{phase}.log"
@@ -158,7 +167,7 @@ class PhaseRunner:
                 return PhaseResult(phase, "exit", 127, self.clock() - started, (message,), (), log_path)
             _ACTIVE_GROUPS.add(proc.pid)
             try:
-                timed_out = self._pump(proc, out.write, take, deadline)
+                timed_out, stopped = self._pump(proc, out.write, take, deadline)
             finally:
                 if proc.poll() is None:
                     # Leaving early (the agent is being stopped): the phase must not outlive it.
@@ -166,7 +175,7 @@ class PhaseRunner:
                     proc.wait()
                 _ACTIVE_GROUPS.discard(proc.pid)
         seconds = self.clock() - started
-        outcome = outcome_of(proc.returncode, timed_out)
+        outcome = outcome_of(proc.returncode, timed_out, stopped)
         log.info("%s: %s (status %s) after %.1fs", phase, outcome, proc.returncode, seconds)
         return PhaseResult(phase, outcome, proc.returncode, seconds, tuple(lines), tuple(errors), log_path)
 
@@ -176,13 +185,15 @@ class PhaseRunner:
         write: Callable[[bytes], object],
         take: Callable[[str], None],
         deadline: float | None,
-    ) -> bool:
-        """Copy the child's output until it and its pipe are done; returns whether the deadline stopped it."""
+    ) -> tuple[bool, bool]:
+        """Copy the child's output until it and its pipe are done; returns whether the deadline, and whether
+        `stop`, ended it."""
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         os.set_blocking(fd, False)
         splitter = LineSplitter()
         timed_out = False
+        stopped = False
         kill_at: float | None = None
         drain_until: float | None = None
         eof = False
@@ -199,9 +210,14 @@ class PhaseRunner:
                     # Something the phase started still holds the pipe: end it with the phase.
                     _signal_group(proc.pid, signal.SIGKILL)
                     break
-                if deadline is not None and not timed_out and now >= deadline:
+                if deadline is not None and not timed_out and not stopped and now >= deadline:
                     timed_out = True
                     log.warning("deadline reached: stopping process group %d", proc.pid)
+                    _signal_group(proc.pid, signal.SIGTERM)
+                    kill_at = now + KILL_GRACE_SECONDS
+                if self.stop is not None and not stopped and not timed_out and not exited and self.stop.is_set():
+                    stopped = True
+                    log.warning("asked to stop: stopping process group %d", proc.pid)
                     _signal_group(proc.pid, signal.SIGTERM)
                     kill_at = now + KILL_GRACE_SECONDS
                 if kill_at is not None and now >= kill_at:
@@ -228,4 +244,4 @@ class PhaseRunner:
             take(text)
         proc.stdout.close()
         proc.wait()
-        return timed_out
+        return timed_out, stopped

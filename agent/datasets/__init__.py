@@ -18,10 +18,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from agent.datasets import shapes
 from agent.datasets.convert import read, write
 from agent.datasets.formats import FormatError, Tree, describe
-from agent.datasets.manifest import FILES, MANIFEST, Description, Manifest, version_prefix
+from agent.datasets.manifest import FILES, MANIFEST, Description, Manifest
 from agent.datasets.transfer import Remote, TransferError, download, human_size, listed_remotes
 from agent.plan import DataStep, Step
-from spotter import catalog
+from spotter import catalog, layout
 
 SOURCE_DIR = ".source"
 GENERATORS: dict[str, Callable[[Path], object]] = {"shapes": shapes.generate}
@@ -63,7 +63,7 @@ def _fetch(dataset: str, s3: Any, bucket: str, root: Path) -> tuple[Tree, Descri
         return _from_s3(s3, src_bucket, prefix, root, published=False)
     entry = catalog.dataset(dataset)
     if entry.source == "s3":
-        return _from_s3(s3, bucket, version_prefix(entry.name, entry.version), root, published=True)
+        return _from_s3(s3, bucket, layout.dataset(entry.name, entry.version), root, published=True)
     GENERATORS[entry.name](root)
     tree = Tree.walk(root)
     _say(f"{entry.name}: generated {len(tree.files)} files")

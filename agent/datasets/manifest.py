@@ -6,13 +6,14 @@ the classes and which paths make up each split. It is written last, so a half-pu
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from spotter import layout
 
 Format = Literal["yolo", "darknet", "coco", "voc"]
 SplitName = Literal["train", "val", "test"]
@@ -22,12 +23,11 @@ MANIFEST = "manifest.json"
 FILES = "files/"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$")
-HASH_CHUNK = 1 << 20
 
 
 def version_prefix(name: str, version: str) -> str:
     """Where a catalog dataset's version lives in the project bucket."""
-    return f"datasets/{name}/{version}/"
+    return layout.dataset(name, version)
 
 
 def safe_path(path: str) -> str:
@@ -46,11 +46,7 @@ def safe_path(path: str) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return layout.sha256_of(path)[0]
 
 
 class FileEntry(BaseModel):

@@ -19,7 +19,8 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from agent.datasets.manifest import safe_path, sha256_file
+from agent.datasets.manifest import safe_path
+from spotter.layout import sha256_of
 
 WORKERS = 8  # files in flight: below the S3 client's connection pool (10)
 LARGE_BYTES = 64 * 1024 * 1024  # from here a file is fetched in parallel ranges, one such file at a time
@@ -138,7 +139,7 @@ def _fetch(s3: Any, bucket: str, remote: Remote, root: Path) -> str:
         if (
             dest.is_file()
             and dest.stat().st_size == remote.size
-            and (expected is None or sha256_file(dest) == expected)
+            and (expected is None or sha256_of(dest)[0] == expected)
         ):
             return "reused"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,7 @@ def _fetch(s3: Any, bucket: str, remote: Remote, root: Path) -> str:
                     raise
                 continue
             size = part.stat().st_size
-            digest = sha256_file(part) if expected is not None and size == remote.size else None
+            digest = sha256_of(part)[0] if expected is not None and size == remote.size else None
             if size == remote.size and digest == expected:
                 part.replace(dest)
                 return "fetched" if attempt == 1 else "retried"

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _prepare_offline(config_dir: Path) -> None:
@@ -37,6 +38,23 @@ def _device(gpus: int) -> str:
     return "cpu"
 
 
+def relocate(model: Any, checkpoint: str, *, save_dir: Path, data: str) -> None:
+    """Point a checkpoint's saved run at this machine's folders before resuming from it.
+
+    `train(resume=True)` takes the run's arguments, its save_dir included, from the checkpoint; an attempt on
+    another machine (or under another work directory) must write where this one's artifacts are looked for.
+    Nothing is rewritten when the paths already match.
+    """
+    args = (getattr(model, "ckpt", None) or {}).get("train_args")
+    if not isinstance(args, dict):
+        return
+    wanted = {"save_dir": str(save_dir), "project": str(save_dir.parent), "name": save_dir.name, "data": data}
+    if all(str(args.get(k)) == v for k, v in wanted.items()):
+        return
+    args.update(wanted)
+    model.save(checkpoint)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
@@ -55,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = _device(a.gpus)
     if a.resume:
-        YOLO(a.resume).train(resume=True)
+        relocate(YOLO(a.resume), a.resume, save_dir=Path(a.project) / a.name, data=a.data)
+        YOLO(a.resume).train(resume=True, data=a.data, device=device)
         return 0
     YOLO(a.model).train(
         data=a.data,

@@ -20,12 +20,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from agent import main as agent_main
+from agent import attempt as agent_attempt
 from agent import recipes
 from agent.build import BuildFailed, BuildOutcome
+from agent.globs import newest
 from agent.imds import Imds, ImdsError
-from agent.main import newest, run_job
+from agent.job import run_job
 from agent.plan import BuildStep, Step
+from agent.uploader import Uploader
 from spotter.events import (
     Artifact,
     JobBuildReady,
@@ -37,6 +39,7 @@ from spotter.events import (
     JobPhase,
     JobProgress,
 )
+from spotter.spec import ResumeFrom
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "shapes-abc234"
@@ -241,7 +244,7 @@ def test_a_missing_best_weight_fails_the_upload(
             "artifacts": {**real.artifacts, "best": recipes.ArtifactFile(path="runs/nowhere/best.pt", required=True)}
         }
     )
-    monkeypatch.setattr(agent_main.recipes, "load", lambda name: moved)
+    monkeypatch.setattr(recipes, "load", lambda name: moved)
     bus = RecordingBus()
     code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds)
 
@@ -259,7 +262,7 @@ def test_an_agent_crash_is_reported_with_its_traceback(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(agent_main.Uploader, "upload_artifact", broken)
+    monkeypatch.setattr(Uploader, "upload_artifact", broken)
     bus = RecordingBus()
     code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds)
 
@@ -322,7 +325,7 @@ def test_the_zipapp_runs_a_job_and_shuts_the_machine_down(
     for package in ("agent", "spotter"):
         shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     pyz = tmp_path / "spotter-agent.pyz"
-    zipapp.create_archive(src, pyz, main="agent.main:cli")
+    zipapp.create_archive(src, pyz, main="agent.cli:cli")
     home = tmp_path / "home"
     env = {**os.environ, "SPOTTER_HOME": str(home), "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds_endpoint}
 
@@ -439,10 +442,10 @@ def test_a_plan_with_a_build_and_an_evaluation_runs_every_phase(
 ) -> None:
     ImdsStandIn.meta["ami-id"] = "ami-0123456789abcdef0"
     cache = FakeBuildCache(cached=cached)
-    monkeypatch.setattr(agent_main, "ensure_build", cache)
+    monkeypatch.setattr(agent_attempt, "ensure_build", cache)
     evaluate = recipes.StepTemplate(commands=(("{python}", "-c", f"print({VALIDATION_LINE!r})"),))
     recipe = _recipe_with(build=_build(), evaluate=evaluate)
-    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
+    monkeypatch.setattr(recipes, "load", lambda name: recipe)
     workdir = tmp_path / "work"
     bus = RecordingBus()
 
@@ -478,9 +481,9 @@ def test_a_plan_with_a_build_and_an_evaluation_runs_every_phase(
 def test_a_failed_build_is_reported_from_its_log_and_nothing_else_runs(
     job: Any, standin: Path, poweroff: Any, imds_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(agent_main, "ensure_build", FakeBuildCache(cached=False, fails=True))
+    monkeypatch.setattr(agent_attempt, "ensure_build", FakeBuildCache(cached=False, fails=True))
     recipe = _recipe_with(build=_build(setup=False))
-    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
+    monkeypatch.setattr(recipes, "load", lambda name: recipe)
     bus = RecordingBus()
 
     code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=Imds(imds_endpoint))
@@ -496,7 +499,21 @@ def test_a_failed_build_is_reported_from_its_log_and_nothing_else_runs(
     assert b"nvcc fatal" in log
 
 
-def test_an_interrupted_training_leaves_its_checkpoint_and_the_next_attempt_resumes_from_it(
+def _echo_train_recipe(**update: Any) -> recipes.Recipe:
+    """The ultralytics recipe with a train command that shows what it was given."""
+    echo = recipes.Group(when="resume", argv=("--resume", "{checkpoint}"))
+    show = "import sys; print('train', *sys.argv[1:])"
+    weights = "from pathlib import Path; p = Path('{work}/runs/train/weights'); p.mkdir(parents=True); (p / 'best.pt').write_bytes(b'w')"
+    train = recipes.StepTemplate(commands=(("{python}", "-c", show, echo), ("{python}", "-c", weights)))
+    return _recipe_with(train=train, **update)
+
+
+def _data_detail(events: list[JobEvent]) -> str | None:
+    [end] = [e for e in events if isinstance(e, JobPhase) and e.phase == "data" and e.state == "finished"]
+    return end.detail
+
+
+def test_a_failed_training_leaves_its_checkpoint_and_the_next_attempt_resumes_from_it_verified(
     job: Any,
     standin: Path,
     poweroff: Any,
@@ -506,6 +523,7 @@ def test_an_interrupted_training_leaves_its_checkpoint_and_the_next_attempt_resu
     make_spec: Any,
 ) -> None:
     monkeypatch.setenv("SPOTTER_STANDIN_FAIL_AT_EPOCH", "3")
+    monkeypatch.setenv("SPOTTER_CHECKPOINT_STABLE_SECONDS", "0.05")
     first = RecordingBus()
     assert run_job(JOB_ID, job.url, workdir=tmp_path / "one", poweroff=poweroff, bus=first, imds=no_imds) == 1
 
@@ -513,29 +531,28 @@ def test_an_interrupted_training_leaves_its_checkpoint_and_the_next_attempt_resu
     saved = job.s3.get_object(Bucket="spotter-test", Key=key)
     body = saved["Body"].read()
     assert body == (tmp_path / "one" / "runs" / "train" / "weights" / "last.pt").read_bytes()
-    [checkpoint] = [e for e in first.events if isinstance(e, JobCheckpoint)]
+    checkpoint = [e for e in first.events if isinstance(e, JobCheckpoint)][-1]
     assert (checkpoint.artifact.key, checkpoint.artifact.sha256) == (key, saved["Metadata"]["sha256"])
-    assert checkpoint.current == 3 and isinstance(first.events[-1], JobError), [
-        (type(e).__name__, e.seq) for e in first.events
-    ][-4:]
+    # Epoch 3 died: the checkpoint holds the last epoch completed, 2.
+    assert checkpoint.current == 2 and isinstance(first.events[-1], JobError)
 
-    # Attempt 2, on a fresh machine: a train command that shows what it was given.
-    echo = recipes.Group(when="resume", argv=("--resume", "{checkpoint}"))
-    train = recipes.StepTemplate(commands=(("{python}", "-c", "import sys; print('train', *sys.argv[1:])", echo),))
-    last = {"last": recipes.ArtifactFile(path="checkpoints/last.pt", required=True)}
-    recipe = _recipe_with(train=train, artifacts=last)
-    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
-    second = make_spec().model_copy(update={"attempt": 2})
+    # Attempt 2, on a fresh machine, told by the control plane where the checkpoint is.
+    echo_recipe = _echo_train_recipe()
+    monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)
+    resume = ResumeFrom(key=key, sha256=checkpoint.artifact.sha256, size=len(body), current=2, attempt=1)
+    second = make_spec().model_copy(update={"attempt": 2, "resume": resume})
     job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=second.model_dump_json().encode())
     workdir = tmp_path / "two"
+    bus = RecordingBus()
 
-    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=RecordingBus(), imds=no_imds) == 0
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
     restored = workdir / "checkpoints" / "last.pt"
     assert restored.read_bytes() == body
     assert f"train --resume {restored}" in (workdir / "logs" / "train.log").read_text()
+    assert _data_detail(bus.events) == "resumed from epoch 2"
 
 
-def test_without_a_checkpoint_a_later_attempt_trains_afresh(
+def test_a_checkpoint_that_fails_its_sha256_check_trains_from_scratch(
     job: Any,
     standin: Path,
     poweroff: Any,
@@ -544,18 +561,54 @@ def test_without_a_checkpoint_a_later_attempt_trains_afresh(
     monkeypatch: pytest.MonkeyPatch,
     make_spec: Any,
 ) -> None:
-    echo = recipes.Group(when="resume", argv=("--resume", "{checkpoint}"))
-    train = recipes.StepTemplate(commands=(("{python}", "-c", "import sys; print('train', *sys.argv[1:])", echo),))
-    recipe = _recipe_with(train=train)
-    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
-    second = make_spec().model_copy(update={"attempt": 2})
+    key = f"jobs/{JOB_ID}/checkpoints/last.pt"
+    job.s3.put_object(Bucket="spotter-test", Key=key, Body=b"not the checkpoint that was recorded")
+    echo_recipe = _echo_train_recipe()
+    monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)
+    resume = ResumeFrom(key=key, sha256="0" * 64, size=12, current=4, attempt=1)
+    second = make_spec().model_copy(update={"attempt": 2, "resume": resume})
     job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=second.model_dump_json().encode())
     workdir = tmp_path / "work"
+    bus = RecordingBus()
 
-    run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=RecordingBus(), imds=no_imds)
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
 
     assert (workdir / "logs" / "train.log").read_text().strip() == "train"
-    assert "no checkpoint to resume from" in (workdir / "logs" / "agent.log").read_text()
+    assert _data_detail(bus.events) == "checkpoint failed its sha256 check: trained from scratch"
+    assert not (workdir / "checkpoints" / "last.pt").exists()
+    assert f"the job recorded {'0' * 64}" in (workdir / "logs" / "agent.log").read_text()
+
+
+def test_a_missing_checkpoint_trains_from_scratch_and_no_resume_looks_for_none(
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    no_imds: Imds,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_spec: Any,
+) -> None:
+    echo_recipe = _echo_train_recipe()
+    monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)
+    key = f"jobs/{JOB_ID}/checkpoints/last.pt"
+    resume = ResumeFrom(key=key, sha256="0" * 64, size=12, current=4, attempt=1)
+    for n, (spec, detail) in enumerate(
+        [
+            (
+                make_spec().model_copy(update={"attempt": 2, "resume": resume}),
+                "checkpoint is missing: trained from scratch",
+            ),
+            # A later attempt with nothing recorded trains from the start, without looking for a checkpoint.
+            (make_spec().model_copy(update={"attempt": 2}), None),
+        ]
+    ):
+        job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=spec.model_dump_json().encode())
+        workdir = tmp_path / f"work{n}"
+        bus = RecordingBus()
+        assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
+        assert (workdir / "logs" / "train.log").read_text().strip() == "train"
+        assert _data_detail(bus.events) == detail
+        assert ("checkpoints/last.pt" in (workdir / "logs" / "agent.log").read_text()) is (detail is not None)
 
 
 def test_an_artifact_path_with_a_star_takes_the_newest_match(tmp_path: Path) -> None:
@@ -575,7 +628,7 @@ def test_a_recipe_that_builds_for_a_gpu_says_so_on_a_machine_without_one(
     job: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recipe = _recipe_with(build=_build())
-    monkeypatch.setattr(agent_main.recipes, "load", lambda name: recipe)
+    monkeypatch.setattr(recipes, "load", lambda name: recipe)
     bus = RecordingBus()
 
     assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds) == 1

@@ -7,7 +7,16 @@ in format: banner, per-epoch header, progress bars redrawn with `\\r` + `ESC[K`,
 line, and the final "Validating best.pt" block. The recorded epochs are stretched or squeezed onto the
 requested ones, so mAP rises to the recorded final values; weights are deterministic bytes.
 
+Checkpoints carry what the real ones do for resuming: `last.pt` (and `best.pt`) hold the run's arguments,
+the epoch they completed and the best fitness so far, as one JSON line after the magic, then deterministic
+bytes. `YOLO("…/last.pt").train(resume=True)` goes on from the next epoch as the real trainer does: the
+arguments come from the checkpoint (a `data` that no longer exists is replaced by the one passed, and only
+imgsz, batch, device and close_mosaic may be overridden), it prints "Resuming training … from epoch N+1 to E
+total epochs", appends to results.csv and keeps updating best.pt/last.pt. `YOLO(path).ckpt` is the loaded
+checkpoint and `save(path)` writes it back, like the real Model's.
+
 Environment: SPOTTER_STANDIN_EPOCH_SECONDS (default 0.2) is the time one epoch takes;
+SPOTTER_STANDIN_WEIGHTS_BYTES (default 300 KiB) the size of every weights file;
 SPOTTER_STANDIN_FAIL_AT_EPOCH=N makes epoch N die of a CUDA out-of-memory error (exit status 1). Like a
 real 16 GB GPU, a batch too large for its memory (`batch` × `imgsz`², see `gpu_memory_gib`) dies in epoch 1.
 """
@@ -15,6 +24,7 @@ real 16 GB GPU, a batch too large for its memory (`batch` × `imgsz`², see `gpu
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -31,6 +41,9 @@ EPOCH_HEADER = "      Epoch    GPU_mem   box_loss   cls_loss   dfl_loss  Instanc
 COLUMN = 11
 CLEAR = "\x1b[K"
 WEIGHTS_BYTES = 300 * 1024
+MAGIC = b"PK-standin\n"
+# What `train(resume=True)` may change of the checkpoint's arguments (the real trainer's list).
+RESUME_OVERRIDES = ("imgsz", "batch", "device", "close_mosaic")
 # Paths as the recording printed them, replaced by the ones this run uses (text, never opened).
 REC_DATA, REC_PROJECT, REC_SAVE_DIR = "/tmp/shapes", "/tmp/runs", "/tmp/runs/train"  # noqa: S108
 _TRAINER_ARG = re.compile(r"(?<=[ m])(\w+)=([^,]*)")
@@ -93,11 +106,39 @@ def _class_names(data_yaml: Path) -> list[str]:
     return [m.group(1).strip() for m in re.finditer(r"^\s+\d+:\s*(\S.*)$", block, re.MULTILINE)]
 
 
-def weights_bytes(model: str, epoch: int) -> bytes:
-    """Deterministic stand-in weights: the same model and epoch always give the same bytes."""
+def weights_size() -> int:
+    return int(os.environ.get("SPOTTER_STANDIN_WEIGHTS_BYTES") or WEIGHTS_BYTES)
+
+
+def weights_bytes(model: str, epoch: int, header: dict[str, Any] | None = None) -> bytes:
+    """Deterministic stand-in weights of `weights_size()` bytes: the same model, epoch and header give the same
+    bytes. A checkpoint's header (arguments, epoch, best fitness) is one JSON line after the magic."""
+    head = MAGIC + (json.dumps(header, sort_keys=True, default=str).encode() + b"\n" if header is not None else b"")
     seed = hashlib.sha256(f"standin:{model}:{epoch}".encode()).digest()
-    blocks = (hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(WEIGHTS_BYTES // 32))
-    return b"PK-standin\n" + b"".join(blocks)
+    return head + hashlib.shake_256(seed).digest(max(0, weights_size() - len(head)))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: a reader never sees half a checkpoint."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The header of a stand-in checkpoint (`train_args`, `epoch`, `best_fitness`), or None if `path` is none."""
+    try:
+        with path.open("rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                return None
+            line = f.readline()
+    except OSError:
+        return None
+    try:
+        header = json.loads(line)
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) and "train_args" in header else None
 
 
 class OutOfMemoryError(RuntimeError):
@@ -115,21 +156,54 @@ def gpu_memory_gib(batch: int, imgsz: int) -> float:
 
 
 class _Run:
-    def __init__(self, model: str, kwargs: dict[str, Any]) -> None:
+    def __init__(self, model: str, kwargs: dict[str, Any], *, resumed_from: Path | None = None, done: int = 0) -> None:
         self.rec = load_recording()
         self.model = model
         self.kw = kwargs
+        self.resumed_from = resumed_from
+        self.start_epoch = done + 1  # 1-based: the first epoch this run trains
+        self.best_fitness = -1.0
         self.epochs = int(kwargs.get("epochs", 100))
         self.imgsz = int(kwargs.get("imgsz", 640))
         self.data = Path(str(kwargs.get("data", "")))
         self.project = Path(str(kwargs.get("project", "runs/detect")))
-        self.save_dir = self.project / str(kwargs.get("name", "train"))
+        self.save_dir = Path(str(kwargs.get("save_dir") or self.project / str(kwargs.get("name", "train"))))
         self.weights_dir = self.save_dir / "weights"
         self.epoch_seconds = float(os.environ.get("SPOTTER_STANDIN_EPOCH_SECONDS", "0.2"))
         fail_at = os.environ.get("SPOTTER_STANDIN_FAIL_AT_EPOCH")
         self.fail_at = int(fail_at) if fail_at else None
         if self.fail_at is None and gpu_memory_gib(int(kwargs.get("batch", 16)), self.imgsz) > GPU_MEMORY_GIB:
             self.fail_at = 1
+
+    @classmethod
+    def resume(cls, last: Path, overrides: dict[str, Any]) -> _Run:
+        """The run `last` was saved by, from the epoch after the one it completed (as BaseTrainer.check_resume)."""
+        ckpt = read_checkpoint(last)
+        if ckpt is None:
+            raise FileNotFoundError(
+                "Resume checkpoint not found. Please pass a valid checkpoint to resume from, i.e. "
+                "'yolo train resume model=path/to/last.pt'"
+            )
+        args = dict(ckpt["train_args"])
+        if not Path(str(args.get("data", ""))).exists() and "data" in overrides:
+            args["data"] = overrides["data"]
+        args.update({k: overrides[k] for k in RESUME_OVERRIDES if k in overrides})
+        done = int(ckpt["epoch"])
+        epochs = int(args.get("epochs", 100))
+        if done >= epochs:
+            raise AssertionError(
+                f"{last} training to {epochs} epochs is finished, nothing to resume.\n"
+                f"Start a new training without resuming, i.e. 'yolo train model={last}'"
+            )
+        run = cls(str(args.get("model", last)), args, resumed_from=last, done=done)
+        run.best_fitness = float(ckpt.get("best_fitness", -1.0))
+        return run
+
+    def checkpoint(self, epoch: int) -> bytes:
+        train_args = {**self.kw, "save_dir": str(self.save_dir), "model": self.model}
+        return weights_bytes(
+            self.model, epoch, {"train_args": train_args, "epoch": epoch, "best_fitness": self.best_fitness}
+        )
 
     def _paths(self, text: str) -> str:
         return (
@@ -144,7 +218,8 @@ class _Run:
             "data": str(self.data),
             "epochs": str(self.epochs),
             "imgsz": str(self.imgsz),
-            "model": self.model,
+            "model": self.model if self.resumed_from is None else str(self.resumed_from),
+            "resume": "False" if self.resumed_from is None else str(self.resumed_from),
             "project": str(self.project),
             "save_dir": str(self.save_dir),
             **{
@@ -163,6 +238,10 @@ class _Run:
                 line = re.sub(r"imgsz=\d+", f"imgsz={self.imgsz}", line)
             elif line.startswith("Starting training for "):
                 line = f"Starting training for {self.epochs} epochs..."
+            elif line.startswith("Using ") and " train, " in line and self.resumed_from is not None:
+                out.append(
+                    f"Resuming training {self.resumed_from} from epoch {self.start_epoch} to {self.epochs} total epochs"
+                )
             out.append(self._paths(line))
         return out
 
@@ -206,9 +285,9 @@ class _Run:
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         print("\n".join(self._header()), flush=True)
         results = self.save_dir / "results.csv"
-        results.write_text(self.rec.csv_header + "\n")
-        best_fitness = -1.0
-        for epoch in range(1, self.epochs + 1):
+        if self.resumed_from is None or not results.exists():
+            results.write_text(self.rec.csv_header + "\n")
+        for epoch in range(self.start_epoch, self.epochs + 1):
             rec = self._recorded(epoch)
             per_frame = self.epoch_seconds / (len(rec.train_frames) + len(rec.val_frames))
             if epoch > 1 and epoch == self.epochs - 10 + 1:
@@ -222,10 +301,13 @@ class _Run:
             print(rec.all_line, flush=True)
             _, _, map50, map50_95 = rec.metrics
             fitness = 0.1 * map50 + 0.9 * map50_95
-            (self.weights_dir / "last.pt").write_bytes(weights_bytes(self.model, epoch))
-            if fitness >= best_fitness:
-                best_fitness = fitness
-                (self.weights_dir / "best.pt").write_bytes(weights_bytes(self.model, epoch))
+            best = fitness >= self.best_fitness
+            if best:
+                self.best_fitness = fitness
+            checkpoint = self.checkpoint(epoch)
+            write_atomically(self.weights_dir / "last.pt", checkpoint)
+            if best:
+                write_atomically(self.weights_dir / "best.pt", checkpoint)
             row = (str(epoch), f"{time.monotonic() - started:.5g}", *rec.csv_row[2:])
             with results.open("a") as f:
                 f.write(",".join(row) + "\n")
@@ -234,12 +316,12 @@ class _Run:
 
     def _final(self, started: float) -> str:
         hours = (time.monotonic() - started) / 3600
-        size = f"{(WEIGHTS_BYTES + 11) / 1e6:.1f}MB"
+        size = f"{weights_size() / 1e6:.1f}MB"
         names = _class_names(self.data)
         out = []
         for line in self.rec.final[:-1]:
             if line.endswith("epochs completed in 0.021 hours."):
-                line = f"{self.epochs} epochs completed in {hours:.3f} hours."
+                line = f"{self.epochs - self.start_epoch + 1} epochs completed in {hours:.3f} hours."
             elif line.startswith("Optimizer stripped from "):
                 line = re.sub(r", [\d.]+MB$", f", {size}", line)
             out.append(self._paths(line))
@@ -252,10 +334,25 @@ class _Run:
 
 
 class YOLO:
-    """`YOLO("yolov8n.yaml").train(data=…, epochs=…, imgsz=…, project=…, name=…)` as the real one is called."""
+    """`YOLO("yolov8n.yaml").train(data=…, epochs=…, imgsz=…, project=…, name=…)` as the real one is called, and
+    `YOLO("…/last.pt").train(resume=True)`."""
 
     def __init__(self, model: str | Path = "yolov8n.yaml") -> None:
         self.model = str(model)
+        # The loaded checkpoint, like the real Model's (`train_args`, `epoch`…); None for a yaml.
+        self.ckpt: dict[str, Any] | None = read_checkpoint(Path(self.model)) if self.model.endswith(".pt") else None
+
+    def save(self, filename: str | Path) -> None:
+        """Write the loaded checkpoint (with any change made to `ckpt`) to `filename`."""
+        if self.ckpt is None:
+            raise TypeError(f"model='{self.model}' should be a *.pt PyTorch model to run this method")
+        args = self.ckpt["train_args"]
+        write_atomically(
+            Path(filename), weights_bytes(str(args.get("model", self.model)), int(self.ckpt["epoch"]), self.ckpt)
+        )
 
     def train(self, **kwargs: Any) -> None:
+        if kwargs.pop("resume", False):
+            _Run.resume(Path(self.model), kwargs).train()
+            return
         _Run(self.model, kwargs).train()
