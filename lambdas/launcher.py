@@ -1,4 +1,5 @@
-"""Lambda entry of the launcher: a `Job Queued` event from the bus becomes one instance (see lambdas.launch)."""
+"""Lambda entry of the launcher: a `Job Queued` (from the bot) or a `Job Relaunch` (from the control plane, for an
+interrupted job) becomes the job's next attempt on one instance (see lambdas.launch)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.launch import Launcher
 from spotter.config import LauncherSettings
-from spotter.events import JobQueued, UnknownEvent, from_eventbridge
+from spotter.events import SOURCE_BOT, SOURCE_CONTROL, JobEvent, JobQueued, JobRelaunch, UnknownEvent, from_eventbridge
 
+# What the launcher acts on, and from whom: the bot queues a job, the control plane relaunches an interrupted one.
+ACCEPTED: dict[type[JobEvent], str] = {JobQueued: SOURCE_BOT, JobRelaunch: SOURCE_CONTROL}
 METRIC_NAMES = {"launched": "Launches", "failed": "LaunchFailures", "skipped": "LaunchesSkipped"}
 
 logger = Logger()
@@ -27,12 +30,17 @@ copy_config_to_registered_loggers(source_logger=logger, include={"lambdas"})
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    queued = from_eventbridge(event)
-    if not isinstance(queued, JobQueued):
-        raise UnknownEvent(f"the launcher takes Job Queued, not {event.get('detail-type')!r}")
-    logger.append_keys(job_id=queued.job_id)
+    asked = from_eventbridge(event)
+    source = event.get("source")
+    if source is None or ACCEPTED.get(type(asked)) != source:
+        takes = " and ".join(f"{cls.detail_type} from {src}" for cls, src in ACCEPTED.items())
+        raise UnknownEvent(f"the launcher takes {takes}, not {event.get('detail-type')!r} from {source!r}")
+    logger.append_keys(job_id=asked.job_id)
     # Settings are read per invocation: cheap, and the local stack points one process at fresh stacks.
-    outcome = Launcher.from_settings(LauncherSettings.from_env()).launch(queued.job_id)
+    launcher = Launcher.from_settings(LauncherSettings.from_env())
+    # A relaunch names the attempt that was interrupted: a late one, after a newer attempt started, launches nothing.
+    after = asked.attempt if isinstance(asked, JobRelaunch) else None
+    outcome = launcher.launch(asked.job_id, after_attempt=after)
     if outcome.market:
         metrics.add_dimension(name="market", value=outcome.market)
     metrics.add_metric(name=METRIC_NAMES[outcome.result], unit=MetricUnit.Count, value=1)

@@ -24,7 +24,7 @@ from lambdas.launch import Launcher
 from spotter.config import LauncherSettings
 from spotter.events import SOURCE_AGENT, SOURCE_BOT, SOURCE_LAUNCHER, Bus
 from spotter.store import JobsStore
-from tests.spotter.helpers import table_definition
+from tests.spotter.helpers import make_spec, table_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "jobs"
@@ -228,3 +228,10 @@ def make_stack() -> Stack:
         agent_key=AGENT_KEY,
     )
     return Stack(settings, queue_url, {s["SubnetId"]: s["AvailabilityZone"] for s in subnets})
+
+
+def queue_job(stack: Stack, seed: str = "a", **params: str) -> str:
+    """A QUEUED job of the test spec (with `params` as its options), as the bot records it."""
+    spec = make_spec(seed=seed, **params)
+    stack.store.create(spec, trigger=seed)
+    return spec.job_id

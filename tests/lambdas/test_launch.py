@@ -1,4 +1,8 @@
-"""The launcher against moto: the CreateFleet it sends, the instance and record it leaves, and its failures."""
+"""The launcher against moto: the CreateFleet it sends, the instance and record it leaves, and its failures.
+
+Falling back across markets, capacity and quota messages: test_launch_fallback; caps: test_launch_caps;
+resuming: test_launch_resume; the pure decisions: test_launch_plan.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +10,18 @@ import base64
 import json
 from typing import Any
 
-import pytest
-
-from spotter import catalog
+from spotter import catalog, layout
 from spotter.events import JobLaunched
 from spotter.spec import RunSpec
 from spotter.status import JobStatus
 from tests.lambdas.stack import (
     BUCKET,
     Stack,
-    answer_spot_prices,
-    ec2_error,
-    fleet_errors,
     json_error,
     latest_spot_price,
-    make_stack,
+    queue_job,
 )
 from tests.spotter.helpers import force_status, make_spec
-
-
-@pytest.fixture
-def stack(aws: str) -> Stack:
-    s = make_stack()
-    s.publish_fake_agent()
-    answer_spot_prices(s.ec2)
-    return s
-
-
-def _queue(stack: Stack, seed: str = "a", **params: str) -> str:
-    spec = make_spec(seed=seed, **params)
-    stack.store.create(spec, trigger=seed)
-    return spec.job_id
 
 
 def _user_data(data: dict[str, Any]) -> str:
@@ -44,7 +29,7 @@ def _user_data(data: dict[str, Any]) -> str:
 
 
 def test_spot_launch_sends_one_fleet_over_every_type_and_subnet(stack: Stack) -> None:
-    job = _queue(stack)
+    job = queue_job(stack)
     fleets = stack.record(stack.ec2, "CreateFleet")
     versions = stack.record(stack.ec2, "CreateLaunchTemplateVersion")
     deletes = stack.record(stack.ec2, "DeleteLaunchTemplateVersions")
@@ -53,7 +38,7 @@ def test_spot_launch_sends_one_fleet_over_every_type_and_subnet(stack: Stack) ->
 
     assert outcome.result == "launched" and outcome.market == "spot" and outcome.attempt == 1
     [req] = fleets
-    assert req["Type"] == "instant" and req["ClientToken"] == f"{job}-1"
+    assert req["Type"] == "instant" and req["ClientToken"] == f"{job}-1-spot"
     assert req["TargetCapacitySpecification"] == {"TotalTargetCapacity": 1, "DefaultTargetCapacityType": "spot"}
     assert req["SpotOptions"] == {"AllocationStrategy": "price-capacity-optimized"}
     assert "OnDemandOptions" not in req
@@ -97,7 +82,7 @@ def test_spot_launch_sends_one_fleet_over_every_type_and_subnet(stack: Stack) ->
 
 
 def test_launch_records_the_attempt_and_announces_it(stack: Stack) -> None:
-    job = _queue(stack)
+    job = queue_job(stack)
     outcome = stack.launcher().launch(job)
 
     rec = stack.store.get(job)
@@ -118,7 +103,7 @@ def test_launch_records_the_attempt_and_announces_it(stack: Stack) -> None:
 
 
 def test_a_repeated_job_queued_launches_nothing(stack: Stack) -> None:
-    job = _queue(stack)
+    job = queue_job(stack)
     fleets = stack.record(stack.ec2, "CreateFleet")
     first = stack.launcher().launch(job)
     again = stack.launcher().launch(job)
@@ -128,47 +113,8 @@ def test_a_repeated_job_queued_launches_nothing(stack: Stack) -> None:
     assert stack.store.get(job).attempt == 1
 
 
-def test_no_capacity_fails_the_job_and_says_what_was_tried(stack: Stack) -> None:
-    job = _queue(stack)
-    fleets = stack.record(stack.ec2, "CreateFleet")
-
-    def refuse(**kwargs: Any) -> Any:
-        overrides = fleets[-1]["LaunchTemplateConfigs"][0]["Overrides"]
-        return fleet_errors(
-            overrides, "InsufficientInstanceCapacity", "We currently do not have sufficient capacity."
-        )()
-
-    stack.ec2.meta.events.register("before-send.ec2.CreateFleet", refuse)
-    outcome = stack.launcher().launch(job)
-
-    assert outcome.result == "failed"
-    rec = stack.store.get(job)
-    assert rec.status is JobStatus.FAILED and rec.failure is not None
-    assert (rec.failure.phase, rec.failure.kind) == ("launch", "launch")
-    message = rec.failure.message
-    assert "InsufficientInstanceCapacity" in message and "g4dn.xlarge" in message and "g6.xlarge" in message
-    assert all(zone in message for zone in stack.zones.values())
-    [error] = [e for e in stack.bus_events() if e["detail-type"] == "Job Error"]
-    assert error["source"] == "spotter.launcher"
-    assert error["detail"]["phase"] == "launch" and error["detail"]["kind"] == "launch"
-    assert error["detail"]["message"] == message and error["detail"]["attempt"] == 1
-    assert stack.instances(job) == []
-
-
-def test_a_refused_fleet_request_fails_the_job_readably(stack: Stack) -> None:
-    job = _queue(stack)
-    refusal = ec2_error("MaxSpotInstanceCountExceeded", "Max spot instance count exceeded")
-    stack.ec2.meta.events.register("before-send.ec2.CreateFleet", lambda **_: refusal)
-    outcome = stack.launcher().launch(job)
-
-    assert outcome.result == "failed"
-    assert outcome.message.startswith(f"No spot instance for {job}: tried g4dn.xlarge")
-    assert "MaxSpotInstanceCountExceeded: Max spot instance count exceeded" in outcome.message
-    assert stack.store.get(job).status is JobStatus.FAILED and stack.instances(job) == []
-
-
 def test_a_failure_after_the_fleet_terminates_the_instance(stack: Stack) -> None:
-    job = _queue(stack)
+    job = queue_job(stack)
     launched = stack.record(stack.ec2, "CreateFleet")
 
     failed: list[bool] = []
@@ -191,7 +137,7 @@ def test_a_failure_after_the_fleet_terminates_the_instance(stack: Stack) -> None
 
 
 def test_on_demand_when_the_spec_says_spot_false(stack: Stack) -> None:
-    job = _queue(stack, spot="false")
+    job = queue_job(stack, spot="false")
     fleets = stack.record(stack.ec2, "CreateFleet")
     outcome = stack.launcher().launch(job)
 
@@ -204,22 +150,22 @@ def test_on_demand_when_the_spec_says_spot_false(stack: Stack) -> None:
 
 
 def test_an_interrupted_job_resumes_as_the_next_attempt(stack: Stack) -> None:
-    job = _queue(stack)
+    job = queue_job(stack)
     force_status(stack.store, job, JobStatus.INTERRUPTED, attempt=1)
     fleets = stack.record(stack.ec2, "CreateFleet")
     outcome = stack.launcher().launch(job)
 
     assert outcome.result == "launched" and outcome.attempt == 2
-    assert fleets[0]["ClientToken"] == f"{job}-2"
+    assert fleets[0]["ClientToken"] == f"{job}-2-spot"
     rec = stack.store.get(job)
     assert rec.attempt == 2 and len(rec.attempts) == 2 and rec.attempts[1].instance_id == outcome.instance_id
-    run = json.loads(stack.s3.get_object(Bucket=BUCKET, Key=f"jobs/{job}/job.json")["Body"].read())
-    assert run["attempt"] == 2
+    run = json.loads(stack.s3.get_object(Bucket=BUCKET, Key=layout.run_spec(job))["Body"].read())
+    assert run["attempt"] == 2 and run["resume"] is None  # nothing was checkpointed: from scratch
 
 
 def test_a_missing_agent_package_fails_before_any_instance(stack: Stack) -> None:
     stack.s3.delete_object(Bucket=BUCKET, Key=stack.settings.agent_key)
-    job = _queue(stack)
+    job = queue_job(stack)
     fleets = stack.record(stack.ec2, "CreateFleet")
     outcome = stack.launcher().launch(job)
 
@@ -230,7 +176,7 @@ def test_a_missing_agent_package_fails_before_any_instance(stack: Stack) -> None
 
 def test_only_launchable_jobs_launch(stack: Stack) -> None:
     assert stack.launcher().launch("shapes-nosuch").result == "skipped"
-    job = _queue(stack)
+    job = queue_job(stack)
     force_status(stack.store, job, JobStatus.RUNNING)
     assert stack.launcher().launch(job).result == "skipped"
     assert stack.instances(job) == []

@@ -7,11 +7,11 @@ limit); the instance gets its AWS access from its role and never sees a secret.
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from importlib import resources
 
 from spotter.spec import JOB_ID_RE
 
-TEMPLATE = Path(__file__).with_name("bootstrap.sh")
+TEMPLATE = resources.files("lambdas") / "bootstrap.sh"
 # S3 URIs as the launcher writes them: a DNS-style bucket and a key of safe characters only.
 S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9._/-]{1,900}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from infra.bootstrap import UserDataError, render_user_data
 from infra.package import publish_agent
-from spotter import catalog
+from lambdas.userdata import UserDataError, render_user_data
+from spotter import catalog, layout
 from spotter.spec import RunSpec
 from tests.lambdas.stack import AGENT_KEY, BUCKET, BUS, Stack, make_stack
 from tests.spotter.helpers import make_spec
@@ -152,7 +152,7 @@ def _publish_spec(stack: Stack, job_id: str) -> str:
     run = RunSpec(
         spec=spec, attempt=1, bucket=BUCKET, bus_name=BUS, region="us-east-1", classes=catalog.dataset("shapes").classes
     )
-    key = f"jobs/{spec.job_id}/job.json"
+    key = layout.run_spec(spec.job_id)
     stack.s3.put_object(Bucket=BUCKET, Key=key, Body=run.model_dump_json().encode())
     return spec.job_id
 

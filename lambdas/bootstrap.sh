@@ -1,5 +1,5 @@
 #!/bin/bash
-# Spotter training instance bootstrap (EC2 user data, rendered per attempt by infra/bootstrap.py).
+# Spotter training instance bootstrap (EC2 user data, rendered per attempt by lambdas/userdata.py).
 # Arms a dead-man switch, installs the agent's few dependencies if missing, fetches the agent package
 # from S3, checks its sha256 and runs it. Holds no credential: AWS access comes from the instance role.
 set -Eeuo pipefail
