@@ -2,8 +2,10 @@
 
 The ack path makes no AWS or Slack call (Slack wants its answer within 3 s, and a cold start has spent part of
 that): it parses the text, answers what needs no data itself, and names the job a train command creates. Lazy
-listeners (bolt re-invokes this function asynchronously) record the job, post its card and put `Job Queued` on
-the bus, or look jobs up and answer through the command's response_url.
+listeners (bolt re-invokes this function asynchronously) check the caps, record the job, post its card and put
+`Job Queued` on the bus; look jobs up (status, list, weights, cost) and answer through the response_url; or, for
+`/train cancel` and the card's Cancel button, check who asks and put `Job Cancel Requested` on the bus (the
+control plane cancels: the bot never changes a job's status).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import commands, views
+from bot import commands, rules, views
 from bot.commands import (
+    CancelCommand,
     Command,
     CommandError,
+    CostCommand,
     DatasetsCommand,
     ListCommand,
     ModelsCommand,
@@ -33,17 +37,17 @@ from bot.commands import (
     TrainCommand,
     WeightsCommand,
 )
+from bot.settings import AppSettings
 from bot.slack import SlackCredentials, load_credentials, web_client, weights_link
-from spotter import spec
-from spotter.config import BotSettings
-from spotter.events import Bus, JobQueued
-from spotter.status import JobStatus
+from spotter import cost, spec
+from spotter.events import Bus, JobCancelRequested, JobQueued
 from spotter.store import DuplicateJob, Failure, JobNotFound, JobRecord, JobsStore, SlackRef
 
 logger = Logger()
 
 UNREACHABLE_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
 LIST_LIMIT = 10
+COST_DAYS = 30
 
 
 class NoWeights(Exception):
@@ -133,20 +137,26 @@ def ack_link_click(ack: Ack) -> None:
     ack()
 
 
+def ack_cancel_click(ack: Ack) -> None:
+    """The Cancel button (confirmed in Slack's dialog): who may cancel is decided in the lazy listener."""
+    ack()
+
+
 # -- lazy listeners --------------------------------------------------------------------------------------------
 
 
 class Jobs:
     """The lazy listeners and what they need: the jobs table, the bus, the settings."""
 
-    def __init__(self, settings: BotSettings) -> None:
+    def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
         self.store = JobsStore(settings.jobs_table)
         self.bus = Bus(settings.bus_name)
 
     def queue_job(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         """Record the job, post its card, put `Job Queued`; a replayed request finds its job and does nothing."""
-        job_id: str | None = None
+        named: str | None = None  # the id the ack announced
+        job_id: str | None = None  # set once the job is recorded
         try:
             cmd = _parsed(body)
             if not isinstance(cmd, TrainCommand):
@@ -160,6 +170,15 @@ class Jobs:
                 channel=body["channel_id"],
                 seed=seed,
             )
+            named = job_spec.job_id
+            existing = self.store.find(named)
+            if existing is not None and existing.trigger == seed:
+                logger.info("replayed request: the job exists, nothing more to do", job_id=named)
+                return
+            refusal = self._over_cap(named, job_spec.channel)
+            if refusal is not None:
+                respond(response_type="ephemeral", **refusal)
+                return
             try:
                 rec = self.store.create(job_spec, trigger=seed)
             except DuplicateJob as e:
@@ -168,10 +187,26 @@ class Jobs:
             job_id = rec.job_id
             self._announce(rec, client)
         except Exception as e:
-            logger.exception("could not queue the job", job_id=job_id)
+            logger.exception("could not queue the job", job_id=job_id or named)
             if job_id is not None:
                 self._fail(job_id, e, client)
-            respond(response_type="ephemeral", **views.error_message(user_message(e, job_id)))
+            respond(response_type="ephemeral", **views.error_message(user_message(e, named)))
+
+    def _over_cap(self, job_id: str, channel: str) -> views.Message | None:
+        """The refusal of a job that would go over a cap (the launcher checks again before it asks EC2)."""
+        now = time.time()
+        active = self.store.list_active()
+        spent = cost.spend_since(self.store.list_since(cost.day_start(now)), now)
+        cap = rules.cap_reached(
+            len(active),
+            spent,
+            max_instances=self.settings.max_concurrent_instances,
+            max_daily_usd=self.settings.max_daily_spend_usd,
+        )
+        if cap is None:
+            return None
+        logger.info("refused: over a cap", job_id=job_id, cap=cap.cap, current=cap.current, limit=cap.limit)
+        return views.cap_message(job_id, cap, [r.job_id for r in active if r.channel == channel])
 
     def _announce(self, rec: JobRecord, client: WebClient) -> None:
         card = client.chat_postMessage(channel=rec.channel, **views.job_card(rec, now=time.time()))
@@ -206,6 +241,11 @@ class Jobs:
 
     def _look_up(self, cmd: Command | CommandError, channel: str) -> views.Message:
         now = time.time()
+        if isinstance(cmd, CostCommand):
+            if cmd.job_id is not None:
+                return views.job_cost_message(self._job(cmd.job_id, channel), now)
+            records = self.store.list_since(cost.days_ago(now, COST_DAYS), channel)
+            return views.channel_cost_message(records, now, COST_DAYS)
         if isinstance(cmd, ListCommand):
             return views.job_list(self.store.list_channel(channel, LIST_LIMIT), now)
         if isinstance(cmd, StatusCommand):
@@ -216,15 +256,51 @@ class Jobs:
                 rec = latest[0]
             else:
                 rec = self._job(cmd.job_id, channel)
-            link = weights_link(rec, self.settings) if rec.status is JobStatus.SUCCEEDED else None
+            link = weights_link(rec, self.settings)
             return views.job_card(rec, now=now, weights_url=link[1] if link else None)
         if isinstance(cmd, WeightsCommand):
             rec = self._job(cmd.job_id, channel)
-            link = weights_link(rec, self.settings) if rec.status is JobStatus.SUCCEEDED else None
+            link = weights_link(rec, self.settings)
             if link is None:
                 raise NoWeights(rec)
             return views.weights_message(rec, *link, expires_in=self.settings.presign_seconds)
-        raise TypeError("look_up runs for status, list and weights only (see its matcher)")
+        raise TypeError("look_up runs for status, list, weights and cost only (see its matcher)")
+
+    def cancel(self, body: dict[str, Any], respond: Respond) -> None:
+        """`/train cancel <job>`."""
+        cmd = _parsed(body)
+        if not isinstance(cmd, CancelCommand):
+            raise TypeError("cancel runs for cancel commands only (see its matcher)")
+        message = self._cancel(cmd.job_id, body["channel_id"], body["user_id"])
+        respond(response_type="ephemeral", **message)
+
+    def cancel_click(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """The card's Cancel button: the same decision as `/train cancel`, answered to the person who clicked."""
+        job_id = str(body["actions"][0]["value"])
+        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"))
+        user = str(body["user"]["id"])
+        message = self._cancel(job_id, channel, user)
+        if body.get("response_url"):
+            respond(response_type="ephemeral", replace_original=False, **message)
+        else:
+            client.chat_postEphemeral(channel=channel, user=user, **message)
+
+    def _cancel(self, job_id: str, channel: str, user: str) -> views.Message:
+        """Ask the control plane to cancel, if `user` may: the bot never changes the job's status itself."""
+        try:
+            rec = self._job(job_id, channel)
+            refused = rules.cancel_refused(rec, user, self.settings.admins)
+            if refused is not None:
+                logger.info("cancel refused", job_id=job_id, user=user, reason=refused.reason)
+                return views.cancel_refused_message(rec, refused, self.settings.admins, time.time())
+            self.bus.put(JobCancelRequested(job_id=rec.job_id, attempt=max(1, rec.attempt), by=user))
+            logger.info("cancel requested", job_id=job_id, user=user)
+            return views.cancelling_message(rec)
+        except JobNotFound as e:
+            return views.error_message(user_message(e))
+        except Exception as e:
+            logger.exception("could not request the cancel", job_id=job_id)
+            return views.error_message(user_message(e))
 
     def _job(self, job_id: str, channel: str) -> JobRecord:
         """A job of this channel: ids are short and guessable, and a private channel's jobs stay in it."""
@@ -245,7 +321,7 @@ def _authorize(creds: SlackCredentials) -> Callable[..., AuthorizeResult]:
     return authorize
 
 
-def build_app(settings: BotSettings, creds: SlackCredentials, *, lambda_client: Any = None) -> App:
+def build_app(settings: AppSettings, creds: SlackCredentials, *, lambda_client: Any = None) -> App:
     """The bolt app. Lazy listeners re-invoke this function through `lambda_client` (boto3's Lambda client if None)."""
     app = App(
         # Not "spotter": bolt configures a stdlib logger of its name from the root logger, and "spotter" is
@@ -259,9 +335,11 @@ def build_app(settings: BotSettings, creds: SlackCredentials, *, lambda_client: 
     jobs = Jobs(settings)
     # bolt starts every lazy listener of the matching listener: matchers keep help from re-invoking the function.
     app.command("/train", matchers=[_kind_is("train")])(ack=ack_train, lazy=[jobs.queue_job])
-    app.command("/train", matchers=[_kind_is("status", "list", "weights")])(ack=ack_lookup, lazy=[jobs.look_up])
+    app.command("/train", matchers=[_kind_is("status", "list", "weights", "cost")])(ack=ack_lookup, lazy=[jobs.look_up])
+    app.command("/train", matchers=[_kind_is("cancel")])(ack=ack_lookup, lazy=[jobs.cancel])
     app.command("/train")(answer)
     app.action(views.DOWNLOAD_ACTION)(ack_link_click)
+    app.action(views.CANCEL_ACTION)(ack=ack_cancel_click, lazy=[jobs.cancel_click])
     app.listener_runner.lazy_listener_runner = LambdaLazyListenerRunner(app.logger, lambda_client)
     return app
 
@@ -280,7 +358,7 @@ def set_lambda_client(client: Any) -> None:
 def _cold_start() -> SlackRequestHandler:
     """Settings and the secret are read once per process, here."""
     global _adapter
-    settings = BotSettings.from_env()
+    settings = AppSettings.from_env()
     app = build_app(settings, load_credentials(settings), lambda_client=_lambda_client)
     runner = app.listener_runner.lazy_listener_runner
     _adapter = SlackRequestHandler(app)

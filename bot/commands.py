@@ -14,8 +14,8 @@ from spotter import catalog, spec
 from spotter.catalog import CatalogError
 from spotter.spec import JOB_ID_RE, PARAM_KEYS, SpecError, TrainParams
 
-PlannedName = Literal["cancel", "logs", "schedule", "schedules", "unschedule", "cost"]
-PLANNED: tuple[PlannedName, ...] = ("cancel", "logs", "schedule", "schedules", "unschedule", "cost")
+PlannedName = Literal["logs", "schedule", "schedules", "unschedule"]
+PLANNED: tuple[PlannedName, ...] = ("logs", "schedule", "schedules", "unschedule")
 
 # What `/train help` lists, in this order: usage and what it does.
 USAGE: dict[str, tuple[str, str]] = {
@@ -26,6 +26,8 @@ USAGE: dict[str, tuple[str, str]] = {
     "status": ("/train status [job]", "a job's card (this channel's latest job without an id)"),
     "list": ("/train list", "this channel's recent jobs"),
     "weights": ("/train weights <job>", "a fresh download link for a finished job's weights"),
+    "cancel": ("/train cancel <job>", "stop a job (yours, or any as an admin), keeping the weights written so far"),
+    "cost": ("/train cost [job]", "what a job cost against on-demand (this channel's last 30 days without an id)"),
     "datasets": ("/train datasets", "what can be trained on"),
     "models": ("/train models", "what can be trained"),
     "help": ("/train help", "this help"),
@@ -68,6 +70,16 @@ class WeightsCommand(_Command):
     job_id: str
 
 
+class CancelCommand(_Command):
+    kind: Literal["cancel"] = "cancel"
+    job_id: str
+
+
+class CostCommand(_Command):
+    kind: Literal["cost"] = "cost"
+    job_id: str | None = None
+
+
 class DatasetsCommand(_Command):
     kind: Literal["datasets"] = "datasets"
 
@@ -92,6 +104,8 @@ Command = Annotated[
     | StatusCommand
     | ListCommand
     | WeightsCommand
+    | CancelCommand
+    | CostCommand
     | DatasetsCommand
     | ModelsCommand
     | HelpCommand
@@ -128,6 +142,14 @@ def parse(text: str) -> Command:
         if len(args) != 1:
             raise CommandError(f"`/train weights` takes one job id, e.g. `/train weights {EXAMPLE_JOB}`.")
         return WeightsCommand(job_id=_job_id(args[0]))
+    if head == "cancel":
+        if len(args) != 1:
+            raise CommandError(f"`/train cancel` takes one job id, e.g. `/train cancel {EXAMPLE_JOB}`.")
+        return CancelCommand(job_id=_job_id(args[0]))
+    if head == "cost":
+        if len(args) > 1:
+            raise CommandError(f"`/train cost` takes at most one job id, e.g. `/train cost {EXAMPLE_JOB}`.")
+        return CostCommand(job_id=_job_id(args[0]) if args else None)
     return _train(words)
 
 

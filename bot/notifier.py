@@ -1,8 +1,10 @@
-"""Bus events → the job record (spotter.lifecycle) → Slack: the job card, updated in place, and replies in its thread.
+"""`Job Changed` → Slack: the job card, drawn from the record and updated in place, and replies in its thread.
 
-The card changes at most once per job per `card_interval_seconds`: progress inside the window is skipped (the
-next update catches up), status changes and the job's end wait for the window. EventBridge retries an invocation
-that raises, so only a job's end raises when Slack fails; anything else is logged, not retried into a storm.
+The notifier never decides state: the control plane (recorder, EC2 events, watchdog) applies every event to the
+job record and says what changed in `Job Changed`; this reads the record as it is now and shows it. The card
+changes at most once per job per `card_interval_seconds`: progress inside the window is skipped (the next update
+catches up), status changes and the job's end wait for the window. EventBridge retries an invocation that raises,
+so only a job's end raises when Slack fails; anything else is logged, not retried into a storm.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import views
 from bot.slack import load_credentials, web_client, weights_link
-from spotter import lifecycle
 from spotter.config import BotSettings
-from spotter.events import JobError, JobEvent, JobFinished, JobMetric, JobPhase, UnknownEvent, from_eventbridge
+from spotter.events import JobChanged, UnknownEvent, from_eventbridge
 from spotter.status import JobStatus
 from spotter.store import JobRecord, JobsStore, SlackRef
 
@@ -39,23 +40,19 @@ BEST_ANNOUNCE_STEP = 0.02
 ANNOUNCED_PHASES = frozenset({"install", "build", "data", "train", "evaluate", "upload"})
 
 
-def ends_job(ev: JobEvent, rec: JobRecord) -> bool:
-    """`ev` is what ended the job (a retried delivery after a failed announcement still is)."""
-    if isinstance(ev, JobFinished):
-        return rec.status is JobStatus.SUCCEEDED and rec.attempt == ev.attempt
-    if isinstance(ev, JobError):
-        return rec.status is JobStatus.FAILED and rec.failure is not None and rec.failure.phase == ev.phase
-    return False
-
-
 def transient(error: Exception) -> bool:
     """Worth another delivery: Slack unreachable, overloaded or failing, not refusing (a deleted card, a channel
     the bot left), which no retry would change."""
     return not isinstance(error, SlackApiError) or error.response.status_code in (429, 500, 502, 503, 504)
 
 
+def ending(rec: JobRecord) -> bool:
+    """The job has ended and the channel has not been told yet."""
+    return rec.status.is_terminal() and rec.announced is not rec.status
+
+
 class Notifier:
-    """Applies one event to the job record and shows the result in Slack."""
+    """Shows what the control plane did to a job: reads the record, replies in the thread, updates the card."""
 
     def __init__(self, settings: BotSettings, client: WebClient, store: JobsStore | None = None) -> None:
         self.settings = settings
@@ -69,31 +66,30 @@ class Notifier:
         creds = load_credentials(settings)
         return cls(settings, web_client(creds.bot_token.get_secret_value(), settings))
 
-    def handle(self, ev: JobEvent) -> None:
-        outcome = lifecycle.apply(self.store, ev)
-        rec = outcome.record
+    def handle(self, ev: JobChanged) -> None:
+        rec = self.store.find(ev.job_id)
         if rec is None:
-            return self._ignore("an event for a job that does not exist")
-        ending = ends_job(ev, rec) and rec.announced is not rec.status
-        if not ending and (not outcome.changed or isinstance(ev, JobFinished | JobError)):
-            return self._ignore("a stale or repeated event")
+            return self._ignore("a change to a job that does not exist")
+        end = ending(rec)
+        if rec.status.is_terminal() and not end and not ev.note:
+            return self._ignore("the job's end was announced already")
         metrics.add_metric(name="EventsHandled", unit=MetricUnit.Count, value=1)
         if rec.slack is None:
             logger.info("the job has no card to show this on")
             return None
-        if ending and not self.store.claim_announcement(rec.job_id, rec.status):
+        if end and not self.store.claim_announcement(rec.job_id, rec.status):
             return self._ignore("another delivery is announcing the end")
         try:
-            if ending:
-                self._show_end(rec, rec.slack)
+            if end:
+                self._show_end(rec, rec.slack, ev.note)
             else:
-                reply = self._reply(ev, rec, outcome)
-                if reply is not None:
+                for reply in self._replies(ev, rec):
                     self._post_reply(rec.slack, reply)
-                self._update_card(rec.job_id, rec.slack, urgent=outcome.status_changed)
+                if not rec.status.is_terminal():
+                    self._update_card(rec.job_id, rec.slack, urgent=ev.status_changed)
         except (SlackClientError, OSError) as e:
             metrics.add_metric(name="SlackFailures", unit=MetricUnit.Count, value=1)
-            if ending and transient(e):
+            if end and transient(e):
                 self.store.release_announcement(rec.job_id)
                 raise  # EventBridge retries the delivery: a job's end must reach the channel
             logger.warning("Slack call failed; the next update catches up", error=str(e))
@@ -103,18 +99,22 @@ class Notifier:
         metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
         logger.info(f"ignored: {why}")
 
-    def _reply(self, ev: JobEvent, rec: JobRecord, outcome: lifecycle.Outcome) -> views.Message | None:
-        """The thread reply a running job's event deserves, if any (a repeated or overtaken phase is not news)."""
-        if isinstance(ev, JobPhase) and outcome.phase_changed and ev.phase in ANNOUNCED_PHASES:
-            return views.phase_reply(rec, ev.phase, cached=ev.state == "cached")
+    def _replies(self, ev: JobChanged, rec: JobRecord) -> list[views.Message]:
+        """The thread replies a change deserves: the control plane's note, a new phase, a new best mAP50."""
+        out: list[views.Message] = []
+        if ev.note:
+            # A note on an interrupted job says how it resumes: the person who started it wants to know.
+            out.append(views.note_reply(rec, ev.note, notify_requester=ev.status == JobStatus.INTERRUPTED.value))
+        if ev.phase_changed and ev.phase in ANNOUNCED_PHASES:
+            out.append(views.phase_reply(rec, ev.phase, cached=ev.cached))
+        best = rec.best.map50 if rec.best else None
         if (
-            isinstance(ev, JobMetric)
-            and outcome.new_best
-            and ev.map50 is not None
-            and self.store.claim_best_announcement(rec.job_id, ev.map50, BEST_ANNOUNCE_STEP)
+            ev.new_best
+            and best is not None
+            and self.store.claim_best_announcement(rec.job_id, best, BEST_ANNOUNCE_STEP)
         ):
-            return views.best_reply(rec)
-        return None
+            out.append(views.best_reply(rec))
+        return out
 
     def _post_reply(self, ref: SlackRef, message: views.Message) -> None:
         self.client.chat_postMessage(channel=ref.channel, thread_ts=ref.thread_ts, **message)
@@ -136,19 +136,22 @@ class Notifier:
             # Drawn from the record as it is now: an event applied meanwhile (even the job's end) is not drawn over.
             self._draw_card(self.store.get(job_id), ref)
 
-    def _show_end(self, rec: JobRecord, ref: SlackRef) -> None:
-        """The result or failure in the thread, then the final card (in the card's next window)."""
-        link = weights_link(rec, self.settings) if rec.status is JobStatus.SUCCEEDED else None
+    def _show_end(self, rec: JobRecord, ref: SlackRef, note: str | None) -> None:
+        """The result, cancel or failure in the thread, then the final card (in the card's next window)."""
+        link = weights_link(rec, self.settings)
         url = link[1] if link else None
+        now = time.time()
         if rec.status is JobStatus.SUCCEEDED:
-            self._post_reply(ref, views.result_reply(rec, now=time.time(), weights_url=url))
+            self._post_reply(ref, views.result_reply(rec, now=now, weights_url=url))
+        elif rec.status is JobStatus.CANCELLED:
+            self._post_reply(ref, views.cancelled_reply(rec, now=now, weights=link, note=note))
         else:
-            self._post_reply(ref, views.failure_reply(rec))
+            self._post_reply(ref, views.failure_reply(rec, now=now, note=note))
         if self._claim_card(rec.job_id, wait=True):
             self._draw_card(self.store.get(rec.job_id), ref, weights_url=url)
 
     def _draw_card(self, rec: JobRecord, ref: SlackRef, weights_url: str | None = None) -> None:
-        if weights_url is None and rec.status is JobStatus.SUCCEEDED:
+        if weights_url is None and rec.status.is_terminal():
             link = weights_link(rec, self.settings)
             weights_url = link[1] if link else None
         card = views.job_card(rec, now=time.time(), weights_url=weights_url)
@@ -176,6 +179,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> None:
     except (UnknownEvent, ValidationError) as e:
         # A retry would fail the same way: drop it, loudly.
         logger.error("not a Spotter event", detail_type=event.get("detail-type"), error=str(e))
+        metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
+        return
+    if not isinstance(ev, JobChanged):
+        # The rule delivers `Job Changed` only; anything else is state the control plane has not decided yet.
+        logger.error("not a Job Changed event: the notifier shows decided state only", detail_type=ev.detail_type)
         metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
         return
     logger.append_keys(job_id=ev.job_id, detail_type=ev.detail_type)

@@ -19,6 +19,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from spotter.aws import client
 from spotter.config import BotSettings, ConfigError
 from spotter.events import Artifact
+from spotter.status import JobStatus
 from spotter.store import JobRecord
 
 SECRET_MAX_AGE_SECONDS = 300  # a rotated secret reaches warm functions within five minutes
@@ -26,7 +27,8 @@ SECRET_MAX_AGE_SECONDS = 300  # a rotated secret reaches warm functions within f
 # Timeouts are not retried: a post that timed out may have been made, and a second one would show twice.
 SLACK_TIMEOUT_SECONDS = 10
 SLACK_RETRIES = 2
-WEIGHTS_ARTIFACT = "best"
+# The weights handed out, best first: a finished job has `best`; a cancelled one may have only the `last` it wrote.
+WEIGHTS_ARTIFACTS = ("best", "last")
 
 
 class SlackCredentials(BaseModel):
@@ -61,9 +63,17 @@ def web_client(token: str | None, settings: BotSettings) -> WebClient:
     )
 
 
+def weights_artifact(rec: JobRecord) -> Artifact | None:
+    """The weights a person downloads: of a job that succeeded, or the ones written so far by a cancelled one."""
+    if rec.status not in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
+        return None
+    by_name = {a.name: a for a in rec.artifacts}
+    return next((by_name[name] for name in WEIGHTS_ARTIFACTS if name in by_name), None)
+
+
 def weights_link(rec: JobRecord, settings: BotSettings) -> tuple[Artifact, str] | None:
-    """A fresh presigned GET for the job's best weights (saved as `<job>-<file>`), or None if it has none."""
-    artifact = next((a for a in rec.artifacts if a.name == WEIGHTS_ARTIFACT), None)
+    """A fresh presigned GET for the job's weights (saved as `<job>-<file>`), or None if it has none."""
+    artifact = weights_artifact(rec)
     if artifact is None:
         return None
     filename = f"{rec.job_id}-{PurePosixPath(artifact.key).name}"

@@ -6,12 +6,15 @@ Every message carries a plain `text` fallback (notifications, screen readers). T
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, TypedDict, get_args
 
 from bot.commands import USAGE, TrainCommand, example
-from spotter import catalog
+from bot.rules import CancelRefused, CapReached
+from spotter import catalog, cost
+from spotter.cost import JobCost
 from spotter.events import Artifact
 from spotter.spec import TrainParams
 from spotter.status import JobStatus
@@ -21,8 +24,12 @@ Block = dict[str, Any]
 
 SECTION_LIMIT = 3000  # Slack's limit for a section's text
 LOG_CHARS = 2400  # room left for the failure headline in the same section
+MESSAGE_CHARS = 2000  # a control plane message (the launcher's list of types × zones) shown whole up to this
 BAR_WIDTH = 20
 DOWNLOAD_ACTION = "download_weights"
+CANCEL_ACTION = "cancel_job"
+TOP_JOBS = 5  # the jobs `/train cost` names for a channel
+ACTIVE_SHOWN = 5  # the active jobs a cap refusal names
 
 STATUS: dict[JobStatus, tuple[str, str]] = {
     JobStatus.QUEUED: (":hourglass_flowing_sand:", "Queued"),
@@ -32,7 +39,7 @@ STATUS: dict[JobStatus, tuple[str, str]] = {
     JobStatus.SUCCEEDED: (":white_check_mark:", "Succeeded"),
     JobStatus.FAILED: (":x:", "Failed"),
     JobStatus.CANCELLED: (":no_entry_sign:", "Cancelled"),
-    JobStatus.INTERRUPTED: (":warning:", "Interrupted (spot reclaimed), resuming"),
+    JobStatus.INTERRUPTED: (":warning:", "Interrupted — relaunching"),
 }
 
 PHASE_EMOJI = {
@@ -42,6 +49,37 @@ PHASE_EMOJI = {
     "train": ":weight_lifter:",
     "evaluate": ":dart:",
     "upload": ":outbox_tray:",
+}
+
+# What each failure kind means, said first in the failure reply (the record's message follows with the details).
+FAILURE_HEADLINES = {
+    "oom": "Out of GPU memory",
+    "nan_loss": "The loss became NaN",
+    "killed": "The training process was killed",
+    "crash": "The training process crashed",
+    "exit": "A step exited with an error",
+    "launch": "The instance could not be launched",
+    "timeout": "Past the job's max_hours",
+    "capacity": "No GPU capacity",
+    "quota": "Over the account's EC2 quota",
+    "budget": "Over a Spotter cap",
+    "vanished": "The instance vanished with no checkpoint to resume from",
+    "heartbeat": "The agent went silent",
+    "attempts": "Too many attempts",
+}
+# What a person can change for the next try, where the failure's own message does not say it.
+FAILURE_HINTS = {
+    "oom": "Try a smaller `batch=` or `img=`, or a GPU with more memory (`instance=`).",
+    "nan_loss": "Try a smaller `batch=`, or start `from=pretrained`.",
+}
+SPOT_MODES = {"auto": "spot, else on-demand", "true": "spot only", "false": "on-demand"}
+# How an attempt ended (Attempt.ended_reason), in words.
+ENDED = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "interrupted": "spot interruption",
+    "vanished": "instance vanished",
 }
 
 
@@ -56,6 +94,23 @@ class Message(TypedDict):
 def escape(text: str) -> str:
     """Slack's three control characters; what is left shows as typed."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
+
+
+def safe(text: str) -> str:
+    """Escape text that may already be escaped (a control plane message quoting EC2): `&lt;` stays `&lt;`."""
+    return _BARE_AMP.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_note(note: str) -> str:
+    """A control plane note is mrkdwn (it may mention a person), but never a broadcast (@channel, @here)."""
+    return note.replace("<!", "&lt;!")
+
+
+def mention(user: str) -> str:
+    return f"<@{user}>"
 
 
 def duration(seconds: float) -> str:
@@ -91,6 +146,10 @@ def _mrkdwn(text: str) -> Block:
     return {"type": "mrkdwn", "text": text}
 
 
+def _plain(text: str) -> Block:
+    return {"type": "plain_text", "text": text}
+
+
 def _section(text: str) -> Block:
     return {"type": "section", "text": _mrkdwn(text[:SECTION_LIMIT])}
 
@@ -103,23 +162,46 @@ def _context(*parts: str) -> Block:
     return {"type": "context", "elements": [_mrkdwn(p) for p in parts if p]}
 
 
-def _download_button(url: str) -> Block:
+def _download(url: str, label: str = "Download weights") -> Block:
+    return {"type": "button", "action_id": DOWNLOAD_ACTION, "text": _plain(label), "url": url, "style": "primary"}
+
+
+def _download_button(url: str, label: str = "Download weights") -> Block:
+    return {"type": "actions", "elements": [_download(url, label)]}
+
+
+def cancel_button(rec: JobRecord) -> Block:
+    """The card's Cancel button: Slack asks the person to confirm before the click reaches Spotter."""
     return {
-        "type": "actions",
-        "elements": [
-            {
-                "type": "button",
-                "action_id": DOWNLOAD_ACTION,
-                "text": {"type": "plain_text", "text": "Download weights"},
-                "url": url,
-                "style": "primary",
-            }
-        ],
+        "type": "button",
+        "action_id": CANCEL_ACTION,
+        "text": _plain("Cancel"),
+        "value": rec.job_id,
+        "style": "danger",
+        "confirm": {
+            "title": _plain("Cancel this job?"),
+            "text": _mrkdwn(
+                f"`{rec.job_id}` ({escape(title(rec))}) stops: the weights written so far are uploaded, "
+                "then the instance is terminated."
+            ),
+            "confirm": _plain("Cancel the job"),
+            "deny": _plain("Keep it going"),
+            "style": "danger",
+        },
     }
 
 
 def _message(text: str, blocks: list[Block]) -> Message:
     return {"text": text, "blocks": blocks}
+
+
+def _dollars(amount: float) -> str:
+    """Cents for real money, a tenth of a cent for the minutes a small job costs."""
+    return f"${amount:,.2f}" if amount >= 0.1 else f"${amount:.3f}"
+
+
+def _percent(fraction: float | None) -> str:
+    return f" ({round(100 * fraction)}%)" if fraction else ""
 
 
 # -- facts about a job -------------------------------------------------------------------------------
@@ -135,19 +217,28 @@ def elapsed(rec: JobRecord, now: float) -> float:
     return (rec.finished_at or now) - start
 
 
-def _dollars(amount: float) -> str:
-    """Cents for real money, a tenth of a cent for the minutes a small job costs."""
-    return f"${amount:.2f}" if amount >= 0.1 else f"${amount:.3f}"
+def status_label(rec: JobRecord, now: float) -> str:
+    """The status as the card says it: an interrupted job says whether its next attempt waits for a backoff."""
+    label = STATUS[rec.status][1]
+    if rec.status is JobStatus.INTERRUPTED and rec.relaunch_at is not None and rec.relaunch_at > now:
+        return f"Interrupted — next attempt in {duration(rec.relaunch_at - now)}"
+    return label
 
 
-def cost_estimate(rec: JobRecord, now: float) -> float | None:
-    """Dollars for the instance time of the attempts whose hourly price is known; None if none is."""
-    priced = [a for a in rec.attempts if a.price_usd_hour is not None and a.started_at is not None]
-    if not priced:
-        return None
-    return sum(
-        ((a.ended_at or rec.finished_at or now) - (a.started_at or 0)) / 3600 * (a.price_usd_hour or 0) for a in priced
-    )
+def priced(jc: JobCost) -> bool:
+    """Some instance time with a known price went into the job (a job that never got an instance cost nothing)."""
+    return any(a.hours > 0 and a.price_usd_hour is not None for a in jc.attempts)
+
+
+def cost_line(rec: JobRecord, now: float) -> str:
+    """`$0.42 so far` while the job runs; at its end the total and the saving against on-demand; "" if unpriced."""
+    jc = cost.job_cost(rec, now)
+    if not priced(jc):
+        return ""
+    if not rec.status.is_terminal():
+        return f"{_dollars(jc.usd)} so far"
+    saving = f", {_dollars(jc.saving_usd)} less than on-demand{_percent(jc.saving_fraction)}" if jc.saving_usd else ""
+    return f"cost {_dollars(jc.usd)}{saving}"
 
 
 def progress_line(rec: JobRecord) -> str:
@@ -160,10 +251,19 @@ def progress_line(rec: JobRecord) -> str:
     return f"{count} · {round(100 * min(1.0, p.current / total))}%" if total else count
 
 
+def _reached(rec: JobRecord) -> str:
+    """`epoch 7/20`: how far the job got, or ""."""
+    p = rec.progress
+    if p is None:
+        return ""
+    total = p.total or rec.spec.length or None
+    return f"{p.unit} {p.current}/{total}" if total else f"{p.unit} {p.current}"
+
+
 def _instance_line(rec: JobRecord) -> str:
     a = rec.current_attempt
     if a is None or a.instance_type is None:
-        return ""
+        return f"attempt {rec.attempt}" if rec.attempt > 1 else ""
     parts = [a.instance_type, a.market or "", a.availability_zone or ""]
     if a.price_usd_hour is not None:
         parts.append(f"${a.price_usd_hour:.3f}/h")
@@ -179,12 +279,60 @@ def _metric_pair(latest: float | None, best: float | None) -> str:
     return f"{_score(latest)} (best {_score(best)})"
 
 
+_MENTION = re.compile(r"<@([A-Z0-9]+)>")
+
+
+def cancelled_by(rec: JobRecord) -> str | None:
+    """Who cancelled the job (the request on the record, or the mention the cancel wrote into its failure)."""
+    if rec.cancel is not None:
+        return rec.cancel.by
+    found = _MENTION.search(rec.failure.message) if rec.failure else None
+    return found.group(1) if found else None
+
+
+def failure_headline(phase: str, kind: str) -> str:
+    if phase == "watchdog" and kind == "launch":
+        return "Stopped by the watchdog: stuck launching"
+    headline = FAILURE_HEADLINES.get(kind, kind)
+    return f"Stopped by the watchdog: {headline[0].lower()}{headline[1:]}" if phase == "watchdog" else headline
+
+
+def _interruption(rec: JobRecord) -> str:
+    """What an interrupted job resumes from."""
+    att = rec.current_attempt
+    why = ENDED.get(att.ended_reason or "", "interrupted") if att else "interrupted"
+    at = f" at {rec.spec.unit} {att.progress_at_end}" if att and att.progress_at_end is not None else ""
+    cp = rec.checkpoint
+    if cp is None:
+        resume = "No checkpoint was saved: the next attempt starts from scratch."
+    elif cp.current is not None:
+        resume = f"The next attempt resumes after {rec.spec.unit} {cp.current} from the last checkpoint."
+    else:
+        resume = "The next attempt resumes from the last checkpoint."
+    return f":warning: Attempt {rec.attempt} ended ({why}{at}). {resume}"
+
+
+def _ending(rec: JobRecord) -> str:
+    """The card's line about how a failed or cancelled job ended."""
+    f = rec.failure
+    if rec.status is JobStatus.CANCELLED:
+        by = cancelled_by(rec)
+        return (
+            ":no_entry_sign: Cancelled"
+            + (f" by {mention(by)}" if by else "")
+            + (f" at {_reached(rec)}" if _reached(rec) else "")
+        )
+    assert f is not None
+    return f":x: {failure_headline(f.phase, f.kind)} (in *{escape(f.phase)}*): {safe(f.message)[:500]}"
+
+
 # -- the job card ------------------------------------------------------------------------------------
 
 
 def job_card(rec: JobRecord, *, now: float, weights_url: str | None = None) -> Message:
     """The card posted when the job is queued and updated in place as it runs."""
-    emoji, label = STATUS[rec.status]
+    emoji, _ = STATUS[rec.status]
+    label = status_label(rec, now)
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title(rec)[:150], "emoji": True}},
         _fields(("Status", f"{emoji} {label}"), ("Phase", rec.phase or "–")),
@@ -194,7 +342,7 @@ def job_card(rec: JobRecord, *, now: float, weights_url: str | None = None) -> M
         detail = [progress_line(rec)]
         if p.loss is not None:
             detail.append(f"loss {p.loss:.4g}")
-        if p.eta_seconds is not None and not rec.status.is_terminal():
+        if p.eta_seconds is not None and not rec.status.is_terminal() and rec.status is not JobStatus.INTERRUPTED:
             detail.append(f"ETA {duration(p.eta_seconds)}")
         bar = f"`{_bar(p.fraction or 0.0)}`\n" if p.fraction is not None else ""
         blocks.append(_section(bar + " · ".join(detail)))
@@ -206,16 +354,25 @@ def job_card(rec: JobRecord, *, now: float, weights_url: str | None = None) -> M
                 ("mAP50-95", _metric_pair(latest.map50_95 if latest else None, best.map50_95 if best else None)),
             )
         )
-    if rec.failure is not None and rec.status is not JobStatus.SUCCEEDED:
-        f = rec.failure
-        blocks.append(_section(f":x: Failed in *{escape(f.phase)}* ({escape(f.kind)}): {escape(f.message)[:500]}"))
-    if rec.status is JobStatus.SUCCEEDED and weights_url:
-        blocks.append(_download_button(weights_url))
+    if rec.status is JobStatus.INTERRUPTED:
+        blocks.append(_section(_interruption(rec)))
+    if rec.status is JobStatus.CANCELLED or (rec.failure is not None and rec.status is JobStatus.FAILED):
+        blocks.append(_section(_ending(rec)))
+    buttons: list[Block] = []
+    if weights_url and rec.status is JobStatus.SUCCEEDED:
+        buttons.append(_download(weights_url))
+    elif weights_url and rec.status is JobStatus.CANCELLED:
+        buttons.append(_download(weights_url, "Download weights so far"))
+    elif not rec.status.is_terminal():
+        buttons.append(cancel_button(rec))
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
     blocks.append(
         _context(
             _instance_line(rec),
+            cost_line(rec, now),
             f"elapsed {duration(elapsed(rec, now))}",
-            f"requested by <@{rec.spec.requested_by}>",
+            f"requested by {mention(rec.spec.requested_by)}",
             f"job `{rec.job_id}`",
         )
     )
@@ -228,6 +385,13 @@ def job_card(rec: JobRecord, *, now: float, weights_url: str | None = None) -> M
 
 
 # -- thread replies ----------------------------------------------------------------------------------
+
+
+def note_reply(rec: JobRecord, note: str, *, notify_requester: bool) -> Message:
+    """Something the control plane did to the job (a relaunch, the watchdog's action), said in its thread."""
+    who = f"{mention(rec.spec.requested_by)} " if notify_requester else ""
+    text = f"{who}{safe_note(note)}"
+    return _message(text[:SECTION_LIMIT], [_section(f":information_source: {text}")])
 
 
 def phase_reply(rec: JobRecord, phase: str, *, cached: bool) -> Message:
@@ -264,15 +428,58 @@ def _code_block(lines: list[str]) -> str:
     return "```\n" + "\n".join(kept) + "\n```" if kept else ""
 
 
-def failure_reply(rec: JobRecord) -> Message:
+def _so_far(rec: JobRecord) -> str:
+    """How far a job got before it ended: `Reached epoch 7/20, best mAP50 0.610.`, or ""."""
+    parts = [f"reached {_reached(rec)}"] if _reached(rec) else []
+    if rec.best and rec.best.map50 is not None:
+        parts.append(f"best mAP50 {_score(rec.best.map50)}")
+    return (", ".join(parts) + ".").capitalize() if parts else ""
+
+
+def failure_reply(rec: JobRecord, *, now: float, note: str | None = None) -> Message:
+    """A failed job's end: who asked, what kind of failure, the control plane's or the log's own words."""
+    who = mention(rec.spec.requested_by)
     f = rec.failure
     if f is None:
-        return _message(f"{title(rec)} failed.", [_section(f":x: *{escape(title(rec))}* failed.")])
-    head = f":x: *Failed* in `{escape(f.phase)}` ({escape(f.kind)}): {escape(f.message)[:500]}"
+        return _message(f"{who} {title(rec)} failed.", [_section(f":x: {who} *{escape(title(rec))}* failed.")])
+    headline = failure_headline(f.phase, f.kind)
+    message = safe(f.message)[:MESSAGE_CHARS]
+    head = f":x: {who} *Failed* in `{escape(f.phase)}` ({escape(f.kind)}): *{headline}*\n{message}"
     blocks = [_section(head)]
     if f.last_lines:
         blocks.append(_section("Last lines of the log:\n" + _code_block(f.last_lines)))
-    return _message(f"Failed in {f.phase} ({f.kind}): {f.message[:500]}", blocks)
+    after = [FAILURE_HINTS.get(f.kind, ""), _so_far(rec), cost_line(rec, now).capitalize()]
+    if note:
+        after.append(safe_note(note))
+    if any(after):
+        blocks.append(_context(*after))
+    text = f"{who} Failed in {escape(f.phase)} ({escape(f.kind)}): {headline}. {safe(f.message)[:500]}"
+    return _message(text, blocks)
+
+
+def cancelled_reply(
+    rec: JobRecord, *, now: float, weights: tuple[Artifact, str] | None, note: str | None = None
+) -> Message:
+    """A cancelled job's end: by whom (the requester is told when it was someone else), and the weights so far."""
+    by = cancelled_by(rec)
+    requester = rec.spec.requested_by
+    who = f"{mention(requester)}, " if by != requester else ""
+    by_whom = f" by {mention(by)}" if by else ""
+    at = f" at {_reached(rec)}" if _reached(rec) else ""
+    head = f"{who}`{rec.job_id}` ({escape(title(rec))}) was cancelled{by_whom}{at}."
+    if weights is not None:
+        art, _ = weights
+        kept = f"Weights written so far: `{escape(art.name)}`, {art.size / 1e6:.1f} MB, sha256 `{art.sha256[:12]}…`."
+    else:
+        kept = "No weights had been written yet."
+    blocks = [_section(f":no_entry_sign: {head} {kept}")]
+    if weights is not None:
+        blocks.append(_download_button(weights[1], "Download weights so far"))
+    after = [_so_far(rec), cost_line(rec, now).capitalize(), safe_note(note) if note else ""]
+    if any(after):
+        blocks.append(_context(*after))
+    link = f" {weights[1]}" if weights else ""
+    return _message(f"{head} {kept}{link}", blocks)
 
 
 def result_reply(rec: JobRecord, *, now: float, weights_url: str | None) -> Message:
@@ -281,15 +488,21 @@ def result_reply(rec: JobRecord, *, now: float, weights_url: str | None) -> Mess
     if best and best.map50_95 is not None:
         parts.append(f"mAP50-95 {_score(best.map50_95)} at the best mAP50")
     parts.append(f"took {duration(elapsed(rec, now))}")
-    cost = cost_estimate(rec, now)
-    if cost is not None:
-        parts.append(f"about {_dollars(cost)} of instance time")
+    if rec.attempt > 1:
+        parts.append(f"{rec.attempt} attempts")
+    jc = cost.job_cost(rec, now)
+    if priced(jc):
+        saving = (
+            f" ({_dollars(jc.saving_usd)} less than on-demand{_percent(jc.saving_fraction)})" if jc.saving_usd else ""
+        )
+        parts.append(f"about {_dollars(jc.usd)} of instance time{saving}")
     summary = " · ".join(parts)
-    blocks = [_section(f":white_check_mark: *Done*: {summary}")]
+    who = mention(rec.spec.requested_by)
+    blocks = [_section(f":white_check_mark: {who} *Done*: {summary}")]
     if weights_url:
         blocks.append(_download_button(weights_url))
     link = f" Weights: {weights_url}" if weights_url else ""
-    return _message(f"Done: {summary}.{link}", blocks)
+    return _message(f"{who} Done: {summary}.{link}", blocks)
 
 
 # -- command answers ---------------------------------------------------------------------------------
@@ -308,7 +521,7 @@ def queued_message(cmd: TrainCommand, job_id: str) -> Message:
     p = cmd.params
     length = f"{p.epochs} epochs" if p.epochs else f"{p.iterations} iterations" if p.iterations else ""
     details = [length, f"img {p.img}" if p.img else "", f"batch {p.batch}" if p.batch else ""]
-    details += [f"{p.gpus} GPUs" if p.gpus > 1 else "", "spot" if p.spot else "on-demand", f"up to {p.max_hours:g} h"]
+    details += [f"{p.gpus} GPUs" if p.gpus > 1 else "", SPOT_MODES[p.spot], f"up to {p.max_hours:g} h"]
     what = f"{cmd.dataset} · {cmd.model} ({', '.join(d for d in details if d)})"
     text = f"Queued `{job_id}`: {what}. Its card will appear in this channel."
     return _message(text, [_section(f":inbox_tray: {text}")])
@@ -438,3 +651,145 @@ def weights_message(rec: JobRecord, artifact: Artifact, url: str, expires_in: in
         f"sha256 `{artifact.sha256[:12]}…`. The link works for {duration(expires_in)}."
     )
     return _message(f"{text} {url}", [_section(f":package: {text}"), _download_button(url)])
+
+
+# -- cancel ------------------------------------------------------------------------------------------
+
+
+def cancelling_message(rec: JobRecord) -> Message:
+    """The answer to the person who cancelled: what happens now (the control plane does it, not the bot)."""
+    att = rec.current_attempt
+    on_a_box = att is not None and att.instance_id is not None and rec.status is not JobStatus.INTERRUPTED
+    if on_a_box:
+        text = (
+            f"Cancelling `{rec.job_id}`: the agent uploads the weights written so far, then the instance is terminated."
+        )
+    else:
+        text = f"Cancelling `{rec.job_id}`: no instance is running it, so it ends now."
+    return _message(text, [_section(f":no_entry_sign: {text}")])
+
+
+def cancel_refused_message(rec: JobRecord, refused: CancelRefused, admins: Collection[str], now: float) -> Message:
+    if refused.reason == "ended":
+        text = f"Job `{rec.job_id}` already ended ({STATUS[rec.status][1]}). `/train status {rec.job_id}` shows it."
+        if rec.status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED) and rec.artifacts:
+            text += f" `/train weights {rec.job_id}` gives its weights."
+    elif refused.reason == "not_allowed":
+        who = mention(rec.spec.requested_by)
+        admin_list = ", ".join(mention(a) for a in sorted(admins))
+        may = f"{who}, who started it, or an admin ({admin_list})" if admins else f"{who}, who started it,"
+        text = f"Only {may} can cancel `{rec.job_id}`."
+    else:
+        assert rec.cancel is not None
+        ago = duration(now - rec.cancel.at)
+        text = (
+            f"`{rec.job_id}` is already being cancelled ({mention(rec.cancel.by)} asked {ago} ago): the agent "
+            "uploads the weights written so far, then the instance is terminated."
+        )
+    return error_message(text)
+
+
+# -- caps --------------------------------------------------------------------------------------------
+
+
+def cap_message(job_id: str, cap: CapReached, active_here: list[str]) -> Message:
+    """A new job over a cap: which cap, the numbers, what would work. `active_here`: this channel's active jobs."""
+    if cap.cap == "instances":
+        shown = ", ".join(f"`{j}`" for j in active_here[:ACTIVE_SHOWN])
+        here = f" (in this channel: {shown})" if shown else ""
+        text = (
+            f"`{job_id}` was not started: {cap.current:.0f} jobs are active{here} and the cap is "
+            f"{cap.limit:.0f} at a time (template parameter `{cap.parameter}`). Wait for one to end, or cancel one "
+            f"with `/train cancel <job>`, then run the command again; or raise `{cap.parameter}`."
+        )
+    else:
+        text = (
+            f"`{job_id}` was not started: {_dollars(cap.current)} was spent today (since 00:00 UTC) and the daily "
+            f"cap is {_dollars(cap.limit)} (template parameter `{cap.parameter}`). Run the command again after "
+            f"midnight UTC, or raise `{cap.parameter}`."
+        )
+    text += " Nothing was queued."
+    return _message(text, [_section(f":no_entry: {text}")])
+
+
+# -- cost --------------------------------------------------------------------------------------------
+
+
+def _gpus(instance_type: str | None) -> int:
+    gpu = catalog.GPU_TYPES.get(instance_type or "")
+    return gpu.gpus if gpu else 1
+
+
+def gpu_hours(jc: JobCost) -> float:
+    return sum(a.hours * _gpus(a.instance_type) for a in jc.attempts)
+
+
+def _attempt_line(rec: JobRecord, a: cost.AttemptCost) -> str:
+    att = next((x for x in rec.attempts if x.number == a.number), None)
+    if a.instance_type is None or att is None or att.instance_id is None:
+        why = ENDED.get(att.ended_reason or "", "") if att else ""
+        return f"*{a.number}.* no instance" + (f" ({why})" if why else "")
+    where = " ".join(p for p in (a.market or "", f"in {a.availability_zone}" if a.availability_zone else "") if p)
+    price = f"${a.price_usd_hour:.3f}/h" if a.price_usd_hour is not None else "price unknown"
+    if a.running:
+        end = "running"
+    else:
+        end = ENDED.get(att.ended_reason or "", att.ended_reason or "ended")
+        if att.progress_at_end is not None:
+            end += f" at {rec.spec.unit} {att.progress_at_end}"
+    return (
+        f"*{a.number}.* `{a.instance_type}` {where} · {price} · {duration(a.hours * 3600)} · {_dollars(a.usd)} · {end}"
+    )
+
+
+def _saving(jc_usd: float, on_demand_usd: float) -> str:
+    if on_demand_usd <= 0:
+        return "no on-demand price to compare with"
+    saved = max(0.0, on_demand_usd - jc_usd)
+    return f"on-demand {_dollars(on_demand_usd)}, saved {_dollars(saved)}{_percent(saved / on_demand_usd)}"
+
+
+PRICES_NOTE = (
+    f"Spot prices are EC2's at launch; on-demand prices are the catalog's list prices as of {catalog.PRICES_AS_OF}."
+)
+
+
+def job_cost_message(rec: JobRecord, now: float) -> Message:
+    """`/train cost <job>`: each attempt, the total, and what the same hours would have cost on demand."""
+    jc = cost.job_cost(rec, now)
+    lines = [_attempt_line(rec, a) for a in jc.attempts] or ["No attempt yet: nothing spent."]
+    so_far = " so far" if any(a.running for a in jc.attempts) else ""
+    total = (
+        f"*Total{so_far}*: {_dollars(jc.usd)} for {duration(jc.hours * 3600)} of instance time; "
+        f"{_saving(jc.usd, jc.on_demand_usd)}."
+    )
+    head = f"*Cost of `{rec.job_id}`* ({escape(title(rec))}, {STATUS[rec.status][1].lower()})"
+    blocks = [_section(head + "\n" + "\n".join(lines)), _section(total), _context(PRICES_NOTE)]
+    text = f"Cost of {rec.job_id}: {_dollars(jc.usd)}{so_far}; {_saving(jc.usd, jc.on_demand_usd)}."
+    return _message(text, blocks)
+
+
+def channel_cost_message(records: list[JobRecord], now: float, days: int) -> Message:
+    """`/train cost`: this channel's jobs of the last `days` days, the total, the saving, and the costliest jobs."""
+    if not records:
+        text = f"No jobs in this channel in the last {days} days: nothing spent."
+        return _message(text, [_section(text)])
+    costs = [(rec, cost.job_cost(rec, now)) for rec in records]
+    usd = sum(jc.usd for _, jc in costs)
+    on_demand = sum(jc.on_demand_usd for _, jc in costs)
+    hours = sum(gpu_hours(jc) for _, jc in costs)
+    summary = (
+        f"{len(records)} job{'s' if len(records) != 1 else ''}, {_dollars(usd)} for {hours:.1f} GPU hours; "
+        f"{_saving(usd, on_demand)}."
+    )
+    top = sorted((c for c in costs if c[1].usd > 0), key=lambda c: c[1].usd, reverse=True)[:TOP_JOBS]
+    lines = [
+        f"`{rec.job_id}` {escape(title(rec))} · {STATUS[rec.status][1].lower()} · {_dollars(jc.usd)} · "
+        f"{len(rec.attempts)} attempt{'s' if len(rec.attempts) != 1 else ''}"
+        for rec, jc in top
+    ]
+    blocks = [_section(f"*This channel, last {days} days*: {summary}")]
+    if lines:
+        blocks.append(_section("*Costliest jobs*\n" + "\n".join(lines)))
+    blocks.append(_context(PRICES_NOTE))
+    return _message(f"This channel, last {days} days: {summary}", blocks)

@@ -140,7 +140,7 @@ def test_a_replayed_request_creates_no_second_job_or_card(bench: Bench) -> None:
         ),
         ("shapes yolov8n epochs=0", ["`epochs=0` is not valid", "from 1 to 10000"]),
         ("shapes yolov8n fast", ["`fast` is not an option"]),
-        ("cancel shapes-abc234", ["`/train cancel` is not available yet"]),
+        ("logs shapes-abc234", ["`/train logs` is not available yet"]),
         ("schedules", ["`/train schedules` is not available yet"]),
     ],
 )

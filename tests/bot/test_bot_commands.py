@@ -8,8 +8,10 @@ import pytest
 from pydantic import TypeAdapter
 
 from bot.commands import (
+    CancelCommand,
     Command,
     CommandError,
+    CostCommand,
     DatasetsCommand,
     HelpCommand,
     ListCommand,
@@ -43,12 +45,14 @@ OPTIONS = [f"`{k}`" for k in PARAM_KEYS]
         ("status shapes-abc234", StatusCommand(job_id="shapes-abc234")),
         ("status Shapes-ABC234", StatusCommand(job_id="shapes-abc234")),
         ("weights shapes-abc234", WeightsCommand(job_id="shapes-abc234")),
-        ("cancel shapes-abc234", PlannedCommand(name="cancel")),
+        ("cancel shapes-abc234", CancelCommand(job_id="shapes-abc234")),
+        ("cancel Shapes-ABC234", CancelCommand(job_id="shapes-abc234")),
         ("logs shapes-abc234", PlannedCommand(name="logs")),
         ("schedule shapes yolov8n daily 02:00", PlannedCommand(name="schedule")),
         ("schedules", PlannedCommand(name="schedules")),
         ("unschedule s-1", PlannedCommand(name="unschedule")),
-        ("cost", PlannedCommand(name="cost")),
+        ("cost", CostCommand()),
+        ("cost shapes-abc234", CostCommand(job_id="shapes-abc234")),
     ],
 )
 def test_subcommands(text: str, expected: Command) -> None:
@@ -67,7 +71,7 @@ def test_train_with_options_any_case_and_spacing() -> None:
     assert isinstance(cmd, TrainCommand)
     assert (cmd.dataset, cmd.model) == ("shapes", "yolov8n")
     assert cmd.options == (("epochs", "5"), ("batch", "8"), ("spot", "false"), ("from", "pretrained"))
-    assert (cmd.params.epochs, cmd.params.batch, cmd.params.spot, cmd.params.from_) == (5, 8, False, "pretrained")
+    assert (cmd.params.epochs, cmd.params.batch, cmd.params.spot, cmd.params.from_) == (5, 8, "false", "pretrained")
 
 
 @pytest.mark.parametrize(
@@ -95,6 +99,10 @@ def test_train_with_options_any_case_and_spacing() -> None:
         ("status a b", ["at most one job id", "`/train status "]),
         ("status ../etc", ["`../etc` is not a job id", "`/train list`"]),
         ("weights", ["`/train weights` takes one job id", "e.g. `/train weights "]),
+        ("cancel", ["`/train cancel` takes one job id", "e.g. `/train cancel "]),
+        ("cancel a b", ["`/train cancel` takes one job id"]),
+        ("cancel ../x", ["`../x` is not a job id"]),
+        ("cost a b", ["`/train cost` takes at most one job id"]),
     ],
 )
 def test_errors_name_the_problem_and_what_would_work(text: str, must_say: list[str]) -> None:
@@ -112,7 +120,14 @@ def test_examples_in_errors_parse() -> None:
 
 def test_commands_form_a_discriminated_union() -> None:
     adapter: TypeAdapter[Command] = TypeAdapter(Command)
-    for text in ("shapes yolov8n epochs=3", "status shapes-abc234", "weights shapes-abc234", "cost", "list"):
+    for text in (
+        "shapes yolov8n epochs=3",
+        "status shapes-abc234",
+        "weights shapes-abc234",
+        "cancel shapes-abc234",
+        "cost",
+        "list",
+    ):
         cmd = parse(text)
         assert adapter.validate_python(cmd.model_dump(by_alias=True)) == cmd
 

@@ -1,10 +1,14 @@
-"""The notifier end to end: EventBridge deliveries through `bot.notifier.handler` → the job record → the channel."""
+"""The notifier end to end: `Job Changed` deliveries through `bot.notifier.handler` → the job record → the channel.
+
+The control plane is the one writer of job state; these tests play its part as the recorder does: an agent or
+launcher event goes through `spotter.lifecycle.apply`, and what changed goes to the notifier as `Job Changed`.
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -14,8 +18,21 @@ from slack_sdk.errors import SlackApiError
 
 import bot.notifier
 from infra.local.invoke import LambdaContext
+from spotter import lifecycle
+from spotter.events import (
+    Artifact,
+    JobCancelled,
+    JobCancelRequested,
+    JobChanged,
+    JobError,
+    JobEvent,
+    JobInterrupted,
+    JobPhase,
+    from_eventbridge,
+)
 from spotter.status import JobStatus
-from tests.bot.conftest import BUCKET, CHANNEL, Bench, bus_event
+from spotter.store import Failure
+from tests.bot.conftest import BUCKET, CHANNEL, USER, Bench, bus_event, load_event
 
 CONTEXT: Any = LambdaContext(function_name="spotter-notifier")
 INTERVAL = 0.4
@@ -52,14 +69,46 @@ def job(bench: Bench, monkeypatch: pytest.MonkeyPatch, sleeps: list[float], inte
     return job_id
 
 
+def changed_delivery(ev: JobChanged) -> dict[str, Any]:
+    """EventBridge delivering `ev` to the notifier's rule (the sample's envelope, this event's detail)."""
+    event = load_event("job_changed")
+    event["detail"] = json.loads(ev.model_dump_json())
+    event["resources"] = [f"spotter:job/{ev.job_id}"]
+    return event
+
+
+def notify(ev: JobChanged) -> None:
+    bot.notifier.handler(changed_delivery(ev), CONTEXT)
+
+
+class Recorder:
+    """The recorder's part: apply an event to the record, and tell the notifier what changed (kept in `sent`)."""
+
+    def __init__(self, bench: Bench, job: str) -> None:
+        self.bench, self.job = bench, job
+        self.sent: list[JobChanged] = []
+
+    def __call__(self, name: str | JobEvent, **detail: Any) -> None:
+        """An event of the sample kind `name` (with detail overrides), or the event itself."""
+        ev = (
+            name
+            if isinstance(name, JobEvent)
+            else from_eventbridge(
+                bus_event(name, job_id=self.job, **{"at": time.time(), **detail})  # the samples' `at` is long ago
+            )
+        )
+        outcome = lifecycle.apply(self.bench.store, ev)
+        phase = ev.phase if isinstance(ev, JobPhase) else None
+        cached = isinstance(ev, JobPhase) and ev.state == "cached"
+        changed = lifecycle.changed_event(outcome, ev.detail_type, phase=phase, cached=cached)
+        if changed is not None:
+            self.sent.append(changed)
+            notify(changed)
+
+
 @pytest.fixture
-def deliver(job: str) -> Callable[..., None]:
-    """EventBridge delivering one event of the sample kind `name` for the job, with detail overrides."""
-
-    def send(name: str, **detail: Any) -> None:
-        bot.notifier.handler(bus_event(name, job_id=job, **{"at": time.time(), **detail}), CONTEXT)
-
-    return send
+def deliver(bench: Bench, job: str) -> Recorder:
+    return Recorder(bench, job)
 
 
 def replies(bench: Bench, job: str) -> list[str]:
@@ -72,7 +121,7 @@ def card_updates(bench: Bench) -> list[float]:
     return [c.at for c in bench.slack.calls_to("chat.update") if c.status == 200]
 
 
-def run_until_training(deliver: Callable[..., None]) -> None:
+def run_until_training(deliver: Recorder) -> None:
     deliver("job_launched")
     deliver("job_phase", seq=1, phase="install", state="started")
     for i, seq in enumerate(range(2, 7), start=1):
@@ -81,7 +130,7 @@ def run_until_training(deliver: Callable[..., None]) -> None:
     deliver("job_metric", seq=8, current=6, map50=0.55, map50_95=0.38)  # not a new best: no reply
 
 
-def finish(bench: Bench, deliver: Callable[..., None], job: str) -> bytes:
+def finish(bench: Bench, deliver: Recorder, job: str) -> bytes:
     weights = b"best.pt bytes"
     key = f"jobs/{job}/artifacts/best.pt"
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=weights)
@@ -90,16 +139,20 @@ def finish(bench: Bench, deliver: Callable[..., None], job: str) -> bytes:
     return weights
 
 
-def test_a_job_from_launch_to_weights(
-    bench: Bench, job: str, deliver: Callable[..., None], sleeps: list[float]
-) -> None:
+def test_a_job_from_launch_to_weights(bench: Bench, job: str, deliver: Recorder, sleeps: list[float]) -> None:
     run_until_training(deliver)
     weights = finish(bench, deliver, job)
 
     rec = bench.store.get(job)
     assert rec.status is JobStatus.SUCCEEDED and rec.best is not None and rec.best.map50 == 0.61
     said = replies(bench, job)
-    assert [s.split(":")[0].split(" ")[0] for s in said] == ["install", "New", "upload", "Done"]
+    assert [s.removeprefix(f"<@{USER}> ").split(":")[0].split(" ")[0] for s in said] == [
+        "install",
+        "New",
+        "upload",
+        "Done",
+    ]
+    assert said[3].startswith(f"<@{USER}> Done:"), "the requester is told the job succeeded"
     assert "New best mAP50 0.610" in said[1]
     assert "mAP50 0.550 final, 0.610 best" in said[3] and "of instance time" in said[3]
 
@@ -116,9 +169,7 @@ def test_a_job_from_launch_to_weights(
 
 
 @pytest.mark.parametrize("interval", [2.0])
-def test_progress_inside_the_window_is_skipped_and_caught_up(
-    bench: Bench, job: str, deliver: Callable[..., None]
-) -> None:
+def test_progress_inside_the_window_is_skipped_and_caught_up(bench: Bench, job: str, deliver: Recorder) -> None:
     deliver("job_launched")
     deliver("job_phase", seq=1, phase="train", state="started")  # LAUNCHING → RUNNING: waits for the window
     drawn = len(card_updates(bench))
@@ -131,7 +182,7 @@ def test_progress_inside_the_window_is_skipped_and_caught_up(
     assert "Uploading" in card.text and "epoch 11/20" in card.text
 
 
-def test_an_error_fails_the_job_with_the_last_lines(bench: Bench, job: str, deliver: Callable[..., None]) -> None:
+def test_an_error_fails_the_job_with_the_last_lines(bench: Bench, job: str, deliver: Recorder) -> None:
     deliver("job_launched")
     deliver("job_phase", seq=1, phase="install", state="started")
     deliver("job_error")
@@ -140,14 +191,14 @@ def test_an_error_fails_the_job_with_the_last_lines(bench: Bench, job: str, deli
     ref = rec.slack
     assert ref is not None
     failure = bench.slack.thread(CHANNEL, ref.thread_ts)[-1]
-    assert failure.text.startswith("Failed in train (oom): CUDA out of memory")
+    assert failure.text.startswith(f"<@{USER}> Failed in train (oom): Out of GPU memory. CUDA out of memory")
     log = failure.blocks[1]["text"]["text"]
     assert log.startswith("Last lines of the log:\n```") and "torch.OutOfMemoryError" in log
     [card] = [m for m in bench.slack.messages(CHANNEL) if m.thread_ts is None]
     assert "Failed" in card.text
 
 
-def test_repeated_and_late_events_change_nothing_in_slack(bench: Bench, job: str, deliver: Callable[..., None]) -> None:
+def test_repeated_and_late_events_change_nothing_in_slack(bench: Bench, job: str, deliver: Recorder) -> None:
     run_until_training(deliver)
     said = replies(bench, job)
     calls = len(bench.slack.calls)
@@ -164,17 +215,19 @@ def test_repeated_and_late_events_change_nothing_in_slack(bench: Bench, job: str
     deliver("job_error", seq=11)
     deliver("job_progress", seq=12, current=20, total=20)
     deliver("job_phase", seq=13, phase="train", state="started")
+    assert deliver.sent[-1].status == "SUCCEEDED", "late events after the end tell the notifier nothing"
+    notify(deliver.sent[-1])  # EventBridge delivering the end's `Job Changed` twice
     assert len(bench.slack.calls) == calls and replies(bench, job) == said
     assert bench.store.get(job).status is JobStatus.SUCCEEDED
 
 
-def test_events_for_unknown_jobs_are_ignored(bench: Bench, job: str) -> None:
+def test_changes_to_unknown_jobs_are_ignored(bench: Bench, job: str) -> None:
     calls = len(bench.slack.calls)
-    bot.notifier.handler(bus_event("job_progress", job_id="shapes-nosuch"), CONTEXT)
+    bot.notifier.handler(bus_event("job_changed", job_id="shapes-nosuch"), CONTEXT)
     assert len(bench.slack.calls) == calls and bench.job_ids() == [job]
 
 
-def test_a_rate_limited_card_update_is_retried(bench: Bench, job: str, deliver: Callable[..., None]) -> None:
+def test_a_rate_limited_card_update_is_retried(bench: Bench, job: str, deliver: Recorder) -> None:
     deliver("job_launched")
     bench.slack.fail("chat.update", status=429, retry_after=1, times=1)
     deliver("job_phase", seq=1, phase="install", state="started")  # a status change: the card must show it
@@ -183,9 +236,7 @@ def test_a_rate_limited_card_update_is_retried(bench: Bench, job: str, deliver: 
     assert "Running" in card.text
 
 
-def test_slack_down_drops_running_updates_but_retries_the_end(
-    bench: Bench, job: str, deliver: Callable[..., None]
-) -> None:
+def test_slack_down_drops_running_updates_but_retries_the_end(bench: Bench, job: str, deliver: Recorder) -> None:
     deliver("job_launched")
     bench.slack.fail("*", status=500)
     deliver("job_phase", seq=1, phase="install", state="started")  # logged, not raised: no retry storm
@@ -197,16 +248,18 @@ def test_slack_down_drops_running_updates_but_retries_the_end(
     artifacts = [{"name": "best", "key": key, "sha256": "0" * 64, "size": 1}]
     with pytest.raises(SlackApiError):
         deliver("job_finished", seq=3, artifacts=artifacts)  # EventBridge retries the delivery
+    end = deliver.sent[-1]
+    assert bench.store.get(job).announced is None, "the announcement was given back"
     bench.slack.clear_faults()
-    deliver("job_finished", seq=3, artifacts=artifacts)  # the retry
-    assert replies(bench, job)[-1].startswith("Done:")
+    notify(end)  # the retry
+    assert replies(bench, job)[-1].startswith(f"<@{USER}> Done:")
     [card] = [m for m in bench.slack.messages(CHANNEL) if m.thread_ts is None]
     assert "Succeeded" in card.text
-    deliver("job_finished", seq=3, artifacts=artifacts)  # a duplicate after that: nothing more
-    assert [r for r in replies(bench, job) if r.startswith("Done:")] == [replies(bench, job)[-1]]
+    notify(end)  # a duplicate after that: nothing more
+    assert [r for r in replies(bench, job) if "Done:" in r] == [replies(bench, job)[-1]]
 
 
-def test_a_card_slack_refuses_is_not_retried(bench: Bench, job: str, deliver: Callable[..., None]) -> None:
+def test_a_card_slack_refuses_is_not_retried(bench: Bench, job: str, deliver: Recorder) -> None:
     ref = bench.store.get(job).slack
     assert ref is not None
     bench.store.set_slack(job, ref.model_copy(update={"card_ts": "1.000000"}))  # the card was deleted
@@ -216,10 +269,108 @@ def test_a_card_slack_refuses_is_not_retried(bench: Bench, job: str, deliver: Ca
     assert bench.store.get(job).status is JobStatus.FAILED
 
 
-def test_a_delivery_that_is_not_a_spotter_event_is_dropped(bench: Bench, job: str) -> None:
-    event = bus_event("job_progress", job_id=job)
+def test_a_delivery_that_is_not_a_job_change_is_dropped(bench: Bench, job: str) -> None:
+    calls, before = len(bench.slack.calls), bench.store.get(job)
+    event = bus_event("job_changed", job_id=job)
     event["detail-type"] = "Something Else"
     bot.notifier.handler(event, CONTEXT)
-    event = bus_event("job_progress", job_id=job, current=-1)
-    bot.notifier.handler(event, CONTEXT)
-    assert bench.store.get(job).progress is None
+    bot.notifier.handler(bus_event("job_changed", job_id=job, status_changed="maybe"), CONTEXT)
+    # An agent's event is state the control plane has not decided: the notifier neither applies nor shows it.
+    bot.notifier.handler(bus_event("job_progress", job_id=job, current=3), CONTEXT)
+    bot.notifier.handler(bus_event("job_error", job_id=job), CONTEXT)
+    after = bench.store.get(job)
+    assert (after.status, after.progress, after.failure) == (before.status, None, None)
+    assert len(bench.slack.calls) == calls
+
+
+def card(bench: Bench) -> Any:
+    [top] = [m for m in bench.slack.messages(CHANNEL) if m.thread_ts is None]
+    return top
+
+
+def card_buttons(bench: Bench) -> list[dict[str, Any]]:
+    return [e for b in card(bench).blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def put_weights(job: str, name: str, body: bytes) -> Artifact:
+    key = f"jobs/{job}/artifacts/{name}.pt"
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body)
+    return Artifact(name=name, key=key, sha256="0" * 64, size=len(body))
+
+
+def test_an_interruption_shows_on_the_card_and_its_relaunch_note_tells_the_requester(
+    bench: Bench, job: str, deliver: Recorder
+) -> None:
+    run_until_training(deliver)
+    assert [b["action_id"] for b in card_buttons(bench)] == ["cancel_job"]
+    warning = "EC2 will reclaim spot instance `i-0abc` in 2 minutes (terminate): the agent is saving a checkpoint."
+    rec = bench.store.get(job)
+    notify(JobChanged(job_id=job, cause="Spot Interruption Warning", status=rec.status.value, note=warning))
+    assert replies(bench, job)[-1] == warning  # a running job's note: no mention
+
+    checkpoint = put_weights(job, "checkpoint", b"ckpt")
+    deliver(JobInterrupted(job_id=job, attempt=1, seq=20, checkpoint=checkpoint, current=3))
+    assert deliver.sent[-1].status_changed and bench.store.get(job).status is JobStatus.INTERRUPTED
+    shown = json.dumps(card(bench).blocks, ensure_ascii=False)
+    assert "Interrupted — relaunching" in shown and "resumes after epoch 3 from the last checkpoint" in shown
+    assert [b["action_id"] for b in card_buttons(bench)] == ["cancel_job"], "an interrupted job can be cancelled"
+
+    note = "EC2 reclaimed the spot instance (notice: terminate). Attempt 2 resumes after epoch 3, launching now."
+    notify(JobChanged(job_id=job, cause="Job Interrupted", status="INTERRUPTED", note=note))
+    assert replies(bench, job)[-1] == f"<@{USER}> {note}"
+
+
+def test_a_cancel_by_an_admin_tells_the_requester_once_and_links_the_weights_so_far(
+    bench: Bench, job: str, deliver: Recorder
+) -> None:
+    run_until_training(deliver)
+    deliver(JobCancelRequested(job_id=job, attempt=1, by="U0ADMIN"))
+    assert bench.store.get(job).status is JobStatus.RUNNING, "the agent still has to stop"
+    assert replies(bench, job)[-1].startswith("<@U0ADMIN> asked to cancel")
+
+    last = put_weights(job, "last", b"weights so far")
+    deliver(JobCancelled(job_id=job, attempt=1, seq=30, artifacts=[last]))
+    rec = bench.store.get(job)
+    assert rec.status is JobStatus.CANCELLED and rec.announced is JobStatus.CANCELLED
+    said = replies(bench, job)[-1]
+    assert said.startswith(f"<@{USER}>, `{job}` (shapes · yolov8n) was cancelled by <@U0ADMIN> at epoch 5/20.")
+    assert "Weights written so far: `last`" in said
+    [reply] = [m for m in bench.slack.thread(CHANNEL, rec.slack.thread_ts) if m.text == said]  # type: ignore[union-attr]
+    url = next(e["url"] for b in reply.blocks if b["type"] == "actions" for e in b["elements"])
+    assert requests.get(url, timeout=10).content == b"weights so far"
+    assert "Cancelled" in card(bench).text
+    assert [b["text"]["text"] for b in card_buttons(bench)] == ["Download weights so far"]
+
+    posted = len(bench.slack.calls_to("chat.postMessage"))
+    notify(deliver.sent[-1])  # a repeated delivery of the end
+    assert len(bench.slack.calls_to("chat.postMessage")) == posted
+
+
+def test_a_capacity_failure_from_the_launcher_reads_well(bench: Bench, job: str, deliver: Recorder) -> None:
+    message = (
+        f"*No instance for `{job}`* — spot: no capacity in any type × zone tried.\n*spot*\n"
+        "• `g4dn.xlarge` in us-east-1a, us-east-1b; `g5.xlarge` in us-east-1a — InsufficientInstanceCapacity: "
+        "no capacity\nCapacity for GPU types comes and goes: try again later, another type with `instance=`."
+    )
+    # The launcher records its own failures, then announces them; the recorder tells the notifier.
+    bench.store.mark_failed(job, Failure(phase="launch", kind="capacity", message=message), attempt=1)
+    deliver(JobError(job_id=job, attempt=1, phase="launch", kind="capacity", message=message))
+    said = replies(bench, job)[-1]
+    assert said.startswith(f"<@{USER}> Failed in launch (capacity): No GPU capacity.")
+    thread = bench.slack.thread(CHANNEL, bench.store.get(job).slack.thread_ts)  # type: ignore[union-attr]
+    text = thread[-1].blocks[0]["text"]["text"]
+    assert "*No GPU capacity*" in text and "`g4dn.xlarge` in us-east-1a, us-east-1b; `g5.xlarge`" in text
+    assert "Failed" in card(bench).text and card_buttons(bench) == []
+
+
+def test_a_watchdog_failure_is_announced_from_its_job_changed(bench: Bench, job: str, deliver: Recorder) -> None:
+    deliver("job_launched")
+    deliver("job_phase", seq=1, phase="train", state="started")
+    message = "No heartbeat from the agent for 11 min (the limit is 10 min): it died or lost its network."
+    rec = bench.store.mark_failed(job, Failure(phase="watchdog", kind="heartbeat", message=message), attempt=1)
+    notify(JobChanged(job_id=job, cause="Watchdog", status=rec.status.value, status_changed=True))
+    said = replies(bench, job)[-1]
+    assert said.startswith(f"<@{USER}> Failed in watchdog (heartbeat): Stopped by the watchdog: the agent went silent")
+    assert "No heartbeat from the agent for 11 min" in said
+    notify(JobChanged(job_id=job, cause="Watchdog", status=rec.status.value, status_changed=True))
+    assert [r for r in replies(bench, job) if "Failed in" in r] == [said], "the end is announced once"
