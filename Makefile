@@ -24,7 +24,7 @@ demo: $(VENV)/.demo
 	$(BIN)/python -m infra.local demo
 
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 4 --dist worksteal
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

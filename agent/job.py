@@ -267,6 +267,10 @@ class JobRun:
 
     def interrupt(self, action: str, notice_at: float) -> None:
         """EC2 takes the machine in two minutes: stop training, keep its checkpoint, say so, power off."""
+        if self.attempt.phase in ("evaluate", "upload"):
+            # Training is done: the weights going up now are the job's result, and they fit in the notice.
+            log.warning("interruption notice (%s) after training: finishing the %s phase", action, self.attempt.phase)
+            return
         if not self.ending.claim("interruption"):
             return
         began = self.clock()

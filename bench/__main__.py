@@ -1,4 +1,5 @@
-"""`make bench`: log parser throughput per framework (bench/parsers.py), then the Slack function's ack latency (warm p50/p99 over 200 signed `/train` requests) and its
+"""`make bench`: log parser throughput per framework (bench/parsers.py), spot notice → checkpoint and work lost on
+resume (bench/spot.py), then the Slack function's ack latency (warm p50/p99 over 200 signed `/train` requests) and its
 cold start (fresh interpreter: imports + first request) against a bare bolt app with the same imports.
 
 Targets: warm p99 under 10 ms; cold start at most 1.3x the bare app's. The figures print as a table and
@@ -32,13 +33,14 @@ def main() -> int:
 
     from bench.cold import _Discard
     from infra.local.aws import MotoServer, provision
+    from infra.local.faults import Faults
     from infra.local.invoke import LambdaContext
     from infra.local.slack import SlackStandIn
     from infra.local.slash import new_trigger_id, signed_event, slash_body
     from spotter.aws import reset_clients
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    moto = MotoServer().start()
+    moto = MotoServer(Faults(lambda _record: None)).start()
     os.environ.update(moto.environ())
     reset_clients()
     slack = SlackStandIn().start()
@@ -125,9 +127,9 @@ def main() -> int:
 
 
 def all_benches() -> int:
-    from bench import parsers
+    from bench import parsers, spot
 
-    codes = [parsers.main(), main()]
+    codes = [parsers.main(), main(), spot.main()]
     return max(codes)
 
 

@@ -314,7 +314,7 @@ def over_caps(job_id: str, live_instances: int, spent_today_usd: float, settings
 
 def resume_from(rec: JobRecord, attempt: int) -> ResumeFrom | None:
     """The checkpoint a relaunch starts from; None for a first attempt or when nothing was saved."""
-    cp = rec.checkpoint
+    cp = rec.resumable_checkpoint
     if attempt <= 1 or cp is None:
         return None
     return ResumeFrom(key=cp.key, sha256=cp.sha256, size=cp.size, current=cp.current, attempt=cp.attempt)
@@ -616,10 +616,9 @@ class Launcher:
                 availability_zone=zone,
                 market=got,
                 price_usd_hour=self._price(instance_type, zone, got),
+                resumed_from=resume.current if resume is not None else None,
             )
             self.store.record_launch(event)
-            if resume is not None:  # after record_launch, which writes the attempt afresh
-                self.store.set_resumed_from(spec.job_id, attempt, resume.current)
             self.bus.put(event)
         except Exception:
             self._terminate(spec.job_id, attempt, launched)

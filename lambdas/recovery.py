@@ -53,7 +53,7 @@ def _unit(rec: JobRecord) -> str:
 
 def resume_point(rec: JobRecord) -> int | None:
     """The epoch or iteration the next attempt resumes after (None: it starts from scratch)."""
-    cp = rec.checkpoint
+    cp = rec.resumable_checkpoint
     if cp is None:
         return None
     return cp.current if cp.current is not None else 0

@@ -67,6 +67,7 @@ class JobLaunched(JobEvent):
     availability_zone: str | None = None
     market: Literal["spot", "on-demand"]
     price_usd_hour: float | None = None
+    resumed_from: int | None = None  # the epoch or iteration of the checkpoint this attempt resumes from
 
 
 class JobPhase(JobEvent):

@@ -159,6 +159,15 @@ class JobRecord(_Record):
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    @property
+    def resumable_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint a next attempt can go on from: one that holds less than the whole training (the
+        frameworks refuse to resume a finished run: such an attempt trains again from the start)."""
+        cp = self.checkpoint
+        if cp is None or (cp.current is not None and cp.current >= self.spec.length):
+            return None
+        return cp
+
 
 def _reached(rec: JobRecord) -> int | None:
     return rec.progress.current if rec.progress else None
@@ -456,12 +465,6 @@ class JobsStore:
         cond = f"{e.n('attempt')} = {e.v(attempt)} AND {e.n('status')} = {e.v(JobStatus.INTERRUPTED.value)}"
         return self._apply(job_id, e, cond)
 
-    def set_resumed_from(self, job_id: str, attempt: int, current: int | None) -> JobRecord | None:
-        """The checkpoint progress the attempt starts from (None: from scratch), as the launcher decided it."""
-        e = _Expr()
-        e.sets.append(f"{e.n('attempts')}[{attempt - 1}].resumed_from = {e.v(current)}")
-        return self._apply(job_id, e, f"{e.n('attempt')} = {e.v(attempt)}")
-
     def request_cancel(self, job_id: str, by: str) -> JobRecord | None:
         """Note that `by` asked to cancel an active job (the first request stands); None if the job has ended."""
         e = _Expr().set("cancel", CancelRequest(by=by, at=time.time()).model_dump())
@@ -501,6 +504,7 @@ class JobsStore:
             market=event.market,
             price_usd_hour=event.price_usd_hour,
             started_at=event.at,
+            resumed_from=event.resumed_from,
         )
         e = _Expr().set("attempts", att.model_dump(), index=event.attempt - 1)
         rec = self._apply(event.job_id, e, f"{e.n('attempt')} = {e.v(event.attempt)}")

@@ -31,6 +31,22 @@ def main(argv: list[str] | None = None) -> int:
         help="the framework on the instances: real Ultralytics (needs torch) or the stand-in "
         "that prints the real log format; auto picks real when it is installed",
     )
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a control-plane setting for this run, e.g. SPOTTER_MAX_CONCURRENT_INSTANCES=1 (repeatable)",
+    )
+    run.add_argument(
+        "--spot-notice-seconds",
+        type=float,
+        default=None,
+        help="seconds between a spot interruption notice and the termination (AWS: 120; default here 10)",
+    )
+    run.add_argument(
+        "--epoch-seconds", type=float, default=None, help="how long one epoch of the stand-in trainer takes"
+    )
     args = p.parse_args(argv)
 
     if args.cmd == "demo":
@@ -61,7 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     elif trainer == "real" and not real_trainer_available():
         print("infra.local run: --trainer real needs torch and ultralytics (run `make demo` once)", file=sys.stderr)
         return 2
-    stack = LocalStack(trainer=trainer, emit=_print_json)
+    control: dict[str, str] = {}
+    for pair in args.env:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.startswith("SPOTTER_"):
+            print(f"infra.local run: --env takes SPOTTER_NAME=VALUE, not {pair!r}", file=sys.stderr)
+            return 2
+        control[key] = value
+    options: dict[str, Any] = {"control_environ": control}
+    if args.spot_notice_seconds is not None:
+        options["spot_notice_seconds"] = args.spot_notice_seconds
+    if args.epoch_seconds is not None:
+        options["standin_epoch_seconds"] = args.epoch_seconds
+    stack = LocalStack(trainer=trainer, emit=_print_json, **options)
     try:
         stack.start()
         code = run_steps(stack, steps)

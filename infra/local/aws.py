@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+from infra.local.faults import Faults, FaultyAws
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -69,12 +73,27 @@ def _patch_moto() -> None:
     LaunchTemplates.delete_launch_template_versions = delete_launch_template_versions  # type: ignore[attr-defined]
 
 
-class MotoServer:
-    """AWS on 127.0.0.1 over real HTTP."""
+class _FaultyMotoServer(ThreadedMotoServer):
+    """moto's threaded server with the injected faults in front of its application."""
 
-    def __init__(self) -> None:
+    def __init__(self, faults: Faults) -> None:
+        super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
+        self._faults = faults
+
+    def _server_entry(self) -> None:
+        app = FaultyAws(DomainDispatcherApplication(create_backend_app), self._faults)
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+class MotoServer:
+    """AWS on 127.0.0.1 over real HTTP, answering with the faults a scenario injects."""
+
+    def __init__(self, faults: Faults) -> None:
         _patch_moto()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.faults = faults
+        self._server = _FaultyMotoServer(faults)
         self.endpoint = ""
 
     def start(self) -> MotoServer:
@@ -104,6 +123,7 @@ class FunctionDef:
     handler: str
     environment: dict[str, str]
     queues: list[str] = field(default_factory=list)  # SQS queue URLs tapping this function's rules
+    schedules: list[str] = field(default_factory=list)  # its Scheduler/rate expressions, e.g. `rate(5 minutes)`
 
 
 @dataclass
@@ -264,6 +284,9 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         env = {**r(globals_env), **r(props.get("Environment", {}).get("Variables", {}))}
         fn = FunctionDef(logical, name, props["Handler"], {k: str(v) for k, v in env.items()})
         for event_name, ev in props.get("Events", {}).items():
+            if ev["Type"] in ("ScheduleV2", "Schedule"):
+                fn.schedules.append(str(ev["Properties"].get("ScheduleExpression") or ev["Properties"]["Schedule"]))
+                continue
             if ev["Type"] != "EventBridgeRule":
                 continue
             ep = ev["Properties"]
@@ -286,3 +309,15 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         subnets=[s for _, s in subnets],
         functions=functions,
     )
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float:
+    """The period of a `rate(…)` schedule expression, in seconds (cron and at expressions are not periodic here)."""
+    m = _RATE.match(expression.strip())
+    if not m:
+        raise ValueError(f"{expression!r} is not a rate(N minutes|hours|days) expression")
+    return int(m.group(1)) * _UNIT_SECONDS[m.group(2).rstrip("s")]

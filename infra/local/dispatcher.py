@@ -71,16 +71,18 @@ class Dispatcher:
         try:
             event = json.loads(msg["Body"])
             receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            self._emit(
-                {
-                    "aws": "event delivered",
-                    "function": name,
-                    "detail-type": event.get("detail-type"),
-                    "source": event.get("source"),
-                    "job": (event.get("detail") or {}).get("job_id"),
-                    "try": receives,
-                }
-            )
+            detail = event.get("detail") or {}
+            delivered = {
+                "aws": "event delivered",
+                "function": name,
+                "detail-type": event.get("detail-type"),
+                "source": event.get("source"),
+                "job": detail.get("job_id"),
+                "try": receives,
+            }
+            # Which attempt said it and how far it was: what a reader of the stream needs to follow a resume.
+            delivered.update({k: detail[k] for k in ("attempt", "current", "instance-id", "state") if k in detail})
+            self._emit(delivered)
             try:
                 handler(event, LambdaContext(function_name=name))
             except Exception as e:

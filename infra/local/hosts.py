@@ -3,12 +3,19 @@
 Each host gets its own IMDSv2 stand-in, a `shutdown`/`poweroff` on its PATH that powers the instance
 off (shutdown behaviour terminate → terminated in moto), a root folder standing in for its disk, and the
 "GPU image": the Python environment given to the runner. Instances terminated in moto lose their process.
+
+What EC2 itself does around an instance happens here too: every instance of ours that goes shutting-down or
+terminated puts an "EC2 Instance State-change Notification" on the default bus; a spot interruption announces
+itself in the host's IMDS and with an "EC2 Spot Instance Interruption Warning", then terminates the instance
+when the notice is up (two minutes in AWS, `spot_notice_seconds` here).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import json
 import os
 import shutil
 import signal
@@ -17,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,11 @@ from infra.local.imds import Imds
 POLL_SECONDS = 0.5
 KILL_GRACE_SECONDS = 5
 JOB_TAG = "spotter:job"
+SPOT_NOTICE_SECONDS = 120.0  # what AWS gives between the interruption warning and the termination
+EC2_SOURCE = "aws.ec2"
+STATE_CHANGE = "EC2 Instance State-change Notification"
+SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
+GONE = ("shutting-down", "terminated")
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -106,7 +119,9 @@ class Host:
     imds: Imds
     process: subprocess.Popen[bytes] | None = None
     deadman: threading.Timer | None = None
+    reclaim: threading.Timer | None = None
     terminated: bool = False
+    market: str = "on-demand"
     power_log: list[list[str]] = field(default_factory=list)
 
 
@@ -123,13 +138,24 @@ def parse_shutdown(args: list[str]) -> float | None:
 
 
 class HostRunner:
-    def __init__(self, *, root: Path, image: Image, aws_environ: dict[str, str], emit: Emit) -> None:
+    def __init__(
+        self,
+        *,
+        root: Path,
+        image: Image,
+        aws_environ: dict[str, str],
+        emit: Emit,
+        spot_notice_seconds: float = SPOT_NOTICE_SECONDS,
+    ) -> None:
         self.root = root
         self.image = image
         self.aws_environ = aws_environ
         self._emit = emit
+        self.spot_notice_seconds = spot_notice_seconds
         self._ec2: Any = boto3.client("ec2")
+        self._events: Any = boto3.client("events")
         self.hosts: dict[str, Host] = {}
+        self._states: dict[str, str] = {}  # the last state each instance was seen in
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="host-runner")
@@ -169,6 +195,7 @@ class HostRunner:
             for res in page["Reservations"]:
                 for inst in res["Instances"]:
                     iid, state = inst["InstanceId"], inst["State"]["Name"]
+                    self._state_seen(iid, state)
                     host = self.hosts.get(iid)
                     if host is None and state in ("pending", "running"):
                         self._boot(inst)
@@ -183,6 +210,65 @@ class HostRunner:
                                 "reason": "terminated in EC2",
                             }
                         )
+
+    def _state_seen(self, instance_id: str, state: str) -> None:
+        """Put EC2's state-change notifications for an instance that went shutting-down or terminated."""
+        before = self._states.get(instance_id)
+        if before == state:
+            return
+        self._states[instance_id] = state
+        if state not in GONE:
+            return
+        passed = ["shutting-down", "terminated"] if state == "terminated" and before != "shutting-down" else [state]
+        for s in passed:
+            self.put_ec2_event(STATE_CHANGE, {"instance-id": instance_id, "state": s}, instance_id)
+
+    def put_ec2_event(self, detail_type: str, detail: dict[str, str], instance_id: str) -> None:
+        """An event as EC2 puts it on the account's default bus."""
+        arn = f"arn:aws:ec2:{self._ec2.meta.region_name}:123456789012:instance/{instance_id}"
+        entry = {
+            "Source": EC2_SOURCE,
+            "DetailType": detail_type,
+            "Detail": json.dumps(detail),
+            "Resources": [arn],
+            "Time": datetime.now(UTC),
+        }
+        resp = self._events.put_events(Entries=[entry])
+        ok = not resp.get("FailedEntryCount")
+        self._emit({"aws": "ec2 event", "detail-type": detail_type, **detail, "put": ok})
+
+    # -- faults ------------------------------------------------------------------------------------------------
+
+    def interrupt(self, host: Host, notice_seconds: float | None = None) -> None:
+        """EC2 reclaims a spot instance: the notice in IMDS and on the bus, the termination when it is up."""
+        seconds = self.spot_notice_seconds if notice_seconds is None else notice_seconds
+        host.imds.announce_interruption(seconds=seconds)
+        self._emit(
+            {
+                "aws": "spot interruption announced",
+                "instance_id": host.instance_id,
+                "job": host.job,
+                "terminates_in_seconds": seconds,
+            }
+        )
+        self.put_ec2_event(
+            SPOT_WARNING, {"instance-id": host.instance_id, "instance-action": "terminate"}, host.instance_id
+        )
+        host.reclaim = threading.Timer(seconds, self._terminate, args=(host, "spot interruption"))
+        host.reclaim.daemon = True
+        host.reclaim.start()
+
+    def kill_agent(self, host: Host) -> None:
+        """The agent and its trainer die (SIGKILL, no cleanup); the instance stays up, billing on."""
+        p = host.process
+        if p is not None and p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+        self._emit({"aws": "agent killed", "instance_id": host.instance_id, "job": host.job})
+
+    def vanish(self, host: Host) -> None:
+        """The instance disappears without warning: its processes die with it, with no chance to say anything."""
+        self._terminate(host, "instance vanished", graceful=False)
 
     def _boot(self, inst: dict[str, Any]) -> None:
         iid = inst["InstanceId"]
@@ -202,10 +288,10 @@ class HostRunner:
             tags=tags,
             on_power=functools.partial(self._power, iid),
         ).start()
-        host = Host(instance_id=iid, job=job, root=root, imds=imds)
+        market = inst.get("InstanceLifecycle", "on-demand")
+        host = Host(instance_id=iid, job=job, root=root, imds=imds, market=market)
         with self._lock:
             self.hosts[iid] = host
-        market = inst.get("InstanceLifecycle", "on-demand")
         self._emit(
             {
                 "aws": "instance launched",
@@ -274,12 +360,13 @@ class HostRunner:
         host.deadman.daemon = True
         host.deadman.start()
 
-    def _kill(self, host: Host) -> None:
+    def _kill(self, host: Host, *, graceful: bool = True) -> None:
+        """The instance's processes go: SIGTERM then SIGKILL as a shutdown does, or at once as a power loss."""
         p = host.process
         if p is None or p.poll() is not None:
             return
         try:
-            os.killpg(p.pid, signal.SIGTERM)
+            os.killpg(p.pid, signal.SIGTERM if graceful else signal.SIGKILL)
             try:
                 p.wait(KILL_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
@@ -288,25 +375,22 @@ class HostRunner:
         except ProcessLookupError:
             pass
 
-    def _terminate(self, host: Host, reason: str) -> None:
+    def _terminate(self, host: Host, reason: str, *, graceful: bool = True) -> None:
         with self._lock:
             if host.terminated:
                 return
             host.terminated = True
-        if host.deadman:
-            host.deadman.cancel()
+        for timer in (host.deadman, host.reclaim):
+            if timer:
+                timer.cancel()
         time.sleep(0.2)
-        self._kill(host)
+        self._kill(host, graceful=graceful)
         try:
             self._ec2.terminate_instances(InstanceIds=[host.instance_id])
         except Exception as e:
             self._emit({"aws": "host runner error", "instance_id": host.instance_id, "error": str(e)})
         host.imds.stop()
         self._emit({"aws": "instance terminated", "instance_id": host.instance_id, "job": host.job, "reason": reason})
-
-    def vanish(self, host: Host) -> None:
-        """The instance disappears without warning (its process dies with it)."""
-        self._terminate(host, "instance vanished")
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -58,7 +58,7 @@ class Imds:
         self._server.shutdown()
         self._server.server_close()
 
-    def announce_interruption(self, action: str = "terminate", seconds: int = 120) -> None:
+    def announce_interruption(self, action: str = "terminate", seconds: float = 120) -> None:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
         with self._lock:
             self.spot_action = {"action": action, "time": when}

@@ -20,8 +20,9 @@ from typing import Any, Literal
 
 import boto3
 
-from infra.local.aws import ROOT, MotoServer, Resources, provision
+from infra.local.aws import ROOT, MotoServer, Resources, provision, rate_seconds
 from infra.local.dispatcher import Dispatcher
+from infra.local.faults import Faults
 from infra.local.hosts import JOB_TAG, HostRunner, Image, git_mirror_environ, make_git_mirror
 from infra.local.invoke import Handler, LambdaContext, LocalLambdaClient
 from infra.local.slack import SlackStandIn
@@ -39,6 +40,27 @@ DARKNET_URL = "https://github.com/AlexeyAB/darknet"
 # Ultralytics ones: the demo's real framework would try to load them.
 STANDIN_PRETRAINED = ("yolov4.conv.137", "yolov4-tiny.conv.29", "yolov5n.pt", "yolov5s.pt", "R-50.pkl")
 STANDIN_PRETRAINED_BYTES = 4096
+# The local stack runs the control plane's clock this much faster than AWS: a 5-minute watchdog passes every 5 s,
+# a 2-minute spot notice lasts 2 s unless a run says otherwise.
+TIME_SCALE = 60.0
+# The control plane's waits, scaled down for a machine where an instance boots in a second (values in seconds);
+# the template's parameters set the AWS ones.
+CONTROL_ENVIRON = {
+    "SPOTTER_HEARTBEAT_STALE_SECONDS": "15",
+    "SPOTTER_LAUNCHING_TIMEOUT_SECONDS": "90",
+    "SPOTTER_CANCEL_GRACE_SECONDS": "20",
+    "SPOTTER_RELAUNCH_BACKOFF_SECONDS": "2",
+    "SPOTTER_RELAUNCH_BACKOFF_MAX_SECONDS": "10",
+    "SPOTTER_VANISH_SETTLE_SECONDS": "4",
+}
+# The agent's polls on the local instances, as fast as the scaled control plane needs them.
+AGENT_ENVIRON = {
+    "SPOTTER_SPOT_POLL_SECONDS": "0.5",
+    "SPOTTER_HEARTBEAT_SECONDS": "3",
+    "SPOTTER_CHECKPOINT_POLL_SECONDS": "0.2",
+    "SPOTTER_CHECKPOINT_STABLE_SECONDS": "0.1",
+}
+SPOT_NOTICE_SECONDS = 10.0
 TEAM = "T0SPOTTER"
 DEFAULT_USER = "U0ALICE"
 DEFAULT_CHANNEL = "C0TRAINING"
@@ -73,12 +95,23 @@ class LocalStack:
         progress_interval: float = 1.0,
         standin_epoch_seconds: float = 0.3,
         image_environ: dict[str, str] | None = None,
+        control_environ: dict[str, str] | None = None,
+        spot_notice_seconds: float = SPOT_NOTICE_SECONDS,
     ) -> None:
         self.trainer = trainer
         self._emit_fn = emit
         self._emit_lock = threading.Lock()
         self._root = Path(tempfile.mkdtemp(prefix="spotter-local-"))
-        self._image_environ = {"SPOTTER_PROGRESS_INTERVAL": str(progress_interval), **(image_environ or {})}
+        self._image_environ = {
+            "SPOTTER_PROGRESS_INTERVAL": str(progress_interval),
+            **AGENT_ENVIRON,
+            **(image_environ or {}),
+        }
+        self._control_environ = {**CONTROL_ENVIRON, **(control_environ or {})}
+        self.spot_notice_seconds = spot_notice_seconds
+        self.faults = Faults(self.emit)
+        self._schedules: list[threading.Thread] = []
+        self._stopping = threading.Event()
         if trainer == "standin":
             self._image_environ.setdefault("SPOTTER_STANDIN_EPOCH_SECONDS", str(standin_epoch_seconds))
             self._image_environ["PYTHONPATH"] = str(STANDIN_PATH)
@@ -98,7 +131,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.moto = MotoServer().start()
+        self.moto = MotoServer(self.faults).start()
         os.environ.update(self.moto.environ())
         reset_clients()
         self.slack = SlackStandIn(on_call=self.emit).start()
@@ -107,6 +140,7 @@ class LocalStack:
             {"bot_token": self.slack.bot_token, "signing_secret": self.signing_secret}
         )
         os.environ.update(self.resources.environment())
+        os.environ.update(self._control_environ)
         os.environ["SPOTTER_SLACK_API_URL"] = self.slack.api_url
         self._publish_agent()
         self._publish_pretrained()
@@ -128,9 +162,16 @@ class LocalStack:
         self._image_environ.update(self._darknet_mirror())
         image = Image(python_bin=Path(sys.executable).parent, environ=self._image_environ)
         self.hosts = HostRunner(
-            root=self._root / "instances", image=image, aws_environ=self.moto.environ(), emit=self.emit
+            root=self._root / "instances",
+            image=image,
+            aws_environ=self.moto.environ(),
+            emit=self.emit,
+            spot_notice_seconds=self.spot_notice_seconds,
         )
         self.hosts.start()
+        for fn in self.resources.functions.values():
+            for expression in fn.schedules:
+                self._schedule(fn.name, _import(fn.handler), rate_seconds(expression) / TIME_SCALE)
         self._started = True
         return self
 
@@ -161,6 +202,26 @@ class LocalStack:
             path.write_bytes(standin_weights(name))
             publish_pretrained(path, s3=boto3.client("s3"), bucket=self.resources.bucket)
 
+    def _schedule(self, name: str, handler: Handler, period: float) -> None:
+        """EventBridge Scheduler at the scaled rate: the handler runs once per period, never twice at once."""
+
+        def fire() -> None:
+            while not self._stopping.wait(period):
+                try:
+                    result = handler(
+                        {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}},
+                        LambdaContext(function_name=name),
+                    )
+                except Exception as e:
+                    self._lambda_error(name, e)
+                    continue
+                if isinstance(result, dict) and any((result.get("actions") or {}).values()):
+                    self.emit({"aws": "schedule fired", "function": name, "result": result})
+
+        t = threading.Thread(target=fire, name=f"schedule-{name}", daemon=True)
+        self._schedules.append(t)
+        t.start()
+
     def _lambda_error(self, name: str, e: BaseException) -> None:
         self.emit({"aws": "lambda error", "function": name, "error": f"{type(e).__name__}: {e}"})
 
@@ -170,6 +231,9 @@ class LocalStack:
             return
         with self._emit_lock:
             self._muted = True
+        self._stopping.set()
+        for t in self._schedules:
+            t.join(30)
         self.hosts.stop()
         self.dispatcher.stop()
         self.invoker.join(10)
@@ -233,12 +297,14 @@ class LocalStack:
             args = {"status": status, **args}
         self.emit({"slack": "response", "command": command, "args": args})
 
-    def wait(self, job: str, status: JobStatus, timeout: float) -> JobRecord:
-        """Wait for the job to reach `status`; raises TimeoutError (or ValueError if it ends elsewhere)."""
+    def wait(self, job: str, status: JobStatus, timeout: float, at_progress: float | None = None) -> JobRecord:
+        """Wait for the job to reach `status` (and, if given, `at_progress` of its training); raises TimeoutError
+        (or ValueError if it ends elsewhere)."""
         deadline = time.monotonic() + timeout
         while True:
             rec = self.store.get(job)
-            if rec.status is status:
+            fraction = rec.progress.fraction if rec.progress else None
+            if rec.status is status and (at_progress is None or (fraction is not None and fraction >= at_progress)):
                 return rec
             if rec.status.is_terminal():
                 raise ValueError(f"job {job} ended {rec.status.value}, not {status.value}")
@@ -297,9 +363,12 @@ class LocalStack:
                             "instance_type": a.instance_type,
                             "market": a.market,
                             "state": states.get(a.instance_id or ""),
+                            "ended_reason": a.ended_reason,
+                            "resumed_from": a.resumed_from,
                         }
                         for a in rec.attempts
                     ],
+                    "failure": rec.failure.message if rec.failure else None,
                     "map50": rec.metrics.map50 if rec.metrics else None,
                     "best_map50": rec.best.map50 if rec.best else None,
                     "artifacts": [a.model_dump() for a in rec.artifacts],

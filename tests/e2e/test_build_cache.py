@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tests.e2e.test_scenarios import SCENARIOS, Run, run
 
@@ -15,8 +16,25 @@ def _thread(r: Run, job: str) -> str:
 
 def _metrics(r: Run, name: str) -> list[float]:
     """The values of one metric the in-process Lambdas published (CloudWatch in AWS, stderr here)."""
-    records = [json.loads(line) for line in r.stderr.splitlines() if line.startswith('{"_aws"')]
-    return [value for record in records for value in record.get(name, [])]
+    return [value for record in _json_records(r.stderr) if "_aws" in record for value in record.get(name, [])]
+
+
+def _json_records(text: str) -> list[dict[str, Any]]:
+    """Every JSON object printed, also where two threads' prints met on one line (print's newline comes last)."""
+    decoder = json.JSONDecoder()
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        i = line.find("{")
+        while i != -1:
+            try:
+                record, end = decoder.raw_decode(line, i)
+            except ValueError:
+                i = line.find("{", i + 1)
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+            i = line.find("{", end)
+    return out
 
 
 def test_the_second_job_of_a_recipe_restores_the_build_of_the_first() -> None:

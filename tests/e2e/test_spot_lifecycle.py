@@ -8,6 +8,9 @@ from typing import Any
 
 from tests.e2e.test_scenarios import SCENARIOS, Run, run
 
+# Epochs long enough that a fault armed for mid-training lands there on a loaded machine.
+SLOW = ("--epoch-seconds", "1")
+
 
 def _no_instance_running(r: Run) -> None:
     live = [i for i in r.final["instances"] if i["state"] not in ("terminated", "shutting-down")]
@@ -18,7 +21,11 @@ def _progress(r: Run, job: str) -> dict[int, list[int]]:
     """The epochs each attempt reported, in the order the recorder received them."""
     out: dict[int, list[int]] = {}
     for e in r.aws("event delivered"):
-        if e.get("detail-type") == "Job Progress" and e.get("job") == job and e.get("function", "").endswith("Recorder"):
+        if (
+            e.get("detail-type") == "Job Progress"
+            and e.get("job") == job
+            and e.get("function", "").endswith("RecorderFunction")
+        ):
             out.setdefault(e["attempt"], []).append(e["current"])
     return out
 
@@ -48,7 +55,7 @@ def _resumed(r: Run, job: dict[str, Any]) -> None:
 
 
 def test_a_spot_interruption_resumes_from_the_checkpoint_saved_in_the_notice() -> None:
-    r = run(SCENARIOS / "spot_interruption.yaml")
+    r = run(SCENARIOS / "spot_interruption.yaml", *SLOW)
     assert r.code == 0, r.why()
     (job,) = r.final["jobs"]
     _resumed(r, job)
@@ -59,7 +66,7 @@ def test_a_spot_interruption_resumes_from_the_checkpoint_saved_in_the_notice() -
 
 
 def test_an_instance_that_vanishes_is_relaunched_from_the_last_synced_checkpoint() -> None:
-    r = run(SCENARIOS / "instance_vanishes.yaml")
+    r = run(SCENARIOS / "instance_vanishes.yaml", *SLOW)
     assert r.code == 0, r.why()
     (job,) = r.final["jobs"]
     _resumed(r, job)
@@ -91,7 +98,7 @@ def test_no_spot_capacity_with_spot_auto_trains_on_demand() -> None:
 
 
 def test_a_dead_agent_is_failed_by_the_watchdog_and_its_instance_terminated() -> None:
-    r = run(SCENARIOS / "kill_agent.yaml")
+    r = run(SCENARIOS / "kill_agent.yaml", *SLOW)
     assert r.code == 0, r.why()
     (job,) = r.final["jobs"]
     assert job["status"] == "FAILED"
@@ -120,4 +127,14 @@ def test_a_request_over_the_instance_cap_is_refused_with_no_instance() -> None:
     refused = [json.dumps(a) for a in r.responses() if "MaxConcurrentInstances" in json.dumps(a)]
     assert len(refused) == 1, r.responses()
     assert len(r.aws("instance launched")) == 1
+    _no_instance_running(r)
+
+
+def test_s3_errors_on_uploads_are_retried_and_the_job_loses_nothing() -> None:
+    r = run(SCENARIOS / "s3_errors.yaml")
+    assert r.code == 0, r.why()
+    (job,) = r.final["jobs"]
+    assert job["status"] == "SUCCEEDED"
+    assert [(e["operation"], e["status"]) for e in r.aws("s3 fault")] == [("PutObject", 500)] * 2
+    assert {"best", "last"} <= {a["name"] for a in job["artifacts"]}
     _no_instance_running(r)

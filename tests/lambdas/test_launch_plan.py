@@ -217,3 +217,11 @@ def test_a_relaunch_resumes_from_the_recorded_checkpoint() -> None:
     assert (resume.key, resume.sha256, resume.size, resume.current, resume.attempt) == (cp.key, cp.sha256, 1234, 7, 1)
     assert resume_from(_record(cp), 1) is None  # a first attempt never resumes
     assert resume_from(_record(None), 2) is None  # nothing saved: from scratch
+
+
+def test_a_checkpoint_that_holds_the_whole_training_is_not_resumed() -> None:
+    # The frameworks refuse to resume a finished run ("nothing to resume"): the next attempt trains afresh.
+    rec = _record(None)
+    whole = Checkpoint(key="jobs/x/checkpoints/last.pt", sha256="a" * 64, size=1, current=rec.spec.length, attempt=1)
+    assert resume_from(_record(whole), 2) is None
+    assert resume_from(_record(whole.model_copy(update={"current": rec.spec.length - 1})), 2) is not None
