@@ -35,6 +35,7 @@ from spotter.events import (
     JobError,
     JobEvent,
     JobFinished,
+    JobInterrupted,
     JobMetric,
     JobPhase,
     JobProgress,
@@ -637,3 +638,36 @@ def test_a_recipe_that_builds_for_a_gpu_says_so_on_a_machine_without_one(
     assert isinstance(error, JobError) and (error.phase, error.kind) == ("install", "exit")
     assert "needs `cuda_arch`, which only a catalog GPU instance gives" in error.message
     assert not any(isinstance(e, JobPhase) for e in bus.events)
+
+
+def test_a_spot_notice_stops_training_saves_the_newest_checkpoint_and_reports_the_interruption(
+    job: Any, standin: Path, poweroff: Any, imds_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPOTTER_STANDIN_EPOCH_SECONDS", "1.0")
+    monkeypatch.setenv("SPOTTER_SPOT_POLL_SECONDS", "0.1")
+    monkeypatch.setenv("SPOTTER_CHECKPOINT_POLL_SECONDS", "0.1")
+    monkeypatch.setenv("SPOTTER_CHECKPOINT_STABLE_SECONDS", "0.05")
+    workdir = tmp_path / "work"
+    last = workdir / "runs" / "train" / "weights" / "last.pt"
+
+    def reclaim_after_the_first_epoch() -> None:
+        deadline = time.monotonic() + 60
+        while not last.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ImdsStandIn.meta["spot/instance-action"] = json.dumps({"action": "terminate", "time": "2026-12-07T04:00:00Z"})
+
+    threading.Thread(target=reclaim_after_the_first_epoch, daemon=True).start()
+    bus = RecordingBus()
+    code = run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=Imds(imds_endpoint))
+
+    assert code == 1 and poweroff.calls == 1
+    [interrupted] = [e for e in bus.events if isinstance(e, JobInterrupted)]
+    assert interrupted.action == "terminate" and interrupted.checkpoint is not None
+    saved = job.s3.get_object(Bucket="spotter-test", Key=interrupted.checkpoint.key)
+    body = saved["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == interrupted.checkpoint.sha256
+    # The checkpoint is the trainer's newest, and says which epoch it holds (at least the first, not all 3).
+    assert body == last.read_bytes()
+    assert interrupted.current is not None and 1 <= interrupted.current < 3
+    assert not any(isinstance(e, JobFinished | JobError) for e in bus.events)
+    assert not any(isinstance(e, JobPhase) and e.phase == "upload" for e in bus.events)
