@@ -9,7 +9,6 @@ can rewrite its file meanwhile. There is one pending slot: a newer file replaces
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import time
@@ -17,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import tuning
 from agent.globs import newest
 from agent.reporter import Reporter
 from agent.uploader import Uploader
@@ -26,16 +26,6 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 STABLE_SECONDS = 2.0
-
-
-def poll_seconds() -> float:
-    value = os.environ.get("SPOTTER_CHECKPOINT_POLL_SECONDS")
-    return float(value) if value else POLL_SECONDS
-
-
-def stable_seconds() -> float:
-    value = os.environ.get("SPOTTER_CHECKPOINT_STABLE_SECONDS")
-    return float(value) if value else STABLE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -94,8 +84,10 @@ class CheckpointSync:
         self.uploader = uploader
         self.reporter = reporter
         self.staging = staging
-        self.poll = poll_seconds() if poll is None else poll
-        self.stability = Stability(stable_seconds() if stable is None else stable)
+        self.poll = tuning.seconds("SPOTTER_CHECKPOINT_POLL_SECONDS", POLL_SECONDS) if poll is None else poll
+        self.stability = Stability(
+            tuning.seconds("SPOTTER_CHECKPOINT_STABLE_SECONDS", STABLE_SECONDS) if stable is None else stable
+        )
         self.clock = clock
         self.last: Synced | None = None
         self._cond = threading.Condition()

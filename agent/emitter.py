@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from agent import tuning
 from spotter.events import JobEvent, JobProgress
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,6 @@ class EventSink(Protocol):
     def put(self, events: Sequence[JobEvent]) -> None: ...
 
 
-def default_progress_interval() -> float:
-    """SPOTTER_PROGRESS_INTERVAL if set (the local stack wants ~1 s), else PROGRESS_INTERVAL."""
-    value = os.environ.get("SPOTTER_PROGRESS_INTERVAL")
-    return float(value) if value else PROGRESS_INTERVAL
-
-
 class Emitter:
     def __init__(
         self,
@@ -46,7 +40,11 @@ class Emitter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bus = bus
-        self.interval = default_progress_interval() if progress_interval is None else progress_interval
+        self.interval = (
+            tuning.seconds("SPOTTER_PROGRESS_INTERVAL", PROGRESS_INTERVAL)
+            if progress_interval is None
+            else progress_interval
+        )
         self.clock = clock
         self.dropped = 0
         self._cond = threading.Condition()

@@ -7,12 +7,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from agent import tuning
 from agent.emitter import Emitter
 from agent.parsers.base import Metric, Parsed, Progress
 from spotter.events import JobEvent, JobHeartbeat, JobMetric, JobProgress, Phase
@@ -23,12 +23,6 @@ HEARTBEAT_SECONDS = 60.0
 # How many "completed" marks are kept to date a checkpoint file by (one per epoch or progress line).
 READ_SLACK = 0.5  # seconds: how late a completion's line may be parsed after the trainer printed it
 HISTORY = 10_000
-
-
-def heartbeat_seconds() -> float:
-    """SPOTTER_HEARTBEAT_SECONDS if set, else HEARTBEAT_SECONDS."""
-    value = os.environ.get("SPOTTER_HEARTBEAT_SECONDS")
-    return float(value) if value else HEARTBEAT_SECONDS
 
 
 def heartbeat_due(last_offered: float, now: float, interval: float) -> bool:
@@ -126,7 +120,7 @@ class Reporter:
 
     def start_heartbeat(self, interval: float | None = None) -> None:
         """From a daemon thread: a JobHeartbeat whenever nothing was offered for `interval` seconds."""
-        every = heartbeat_seconds() if interval is None else interval
+        every = tuning.seconds("SPOTTER_HEARTBEAT_SECONDS", HEARTBEAT_SECONDS) if interval is None else interval
         self._heartbeat = threading.Thread(target=self._beat, args=(every,), name="spotter-heartbeat", daemon=True)
         self._heartbeat.start()
 

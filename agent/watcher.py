@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, Literal, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent import tuning
 from agent.imds import Imds, ImdsError
 from spotter import layout
 
@@ -26,12 +26,6 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 5.0
 # A notice gives two minutes: a metadata request that hangs must not eat them.
 IMDS_TIMEOUT_SECONDS = 1.0
-
-
-def poll_seconds() -> float:
-    """SPOTTER_SPOT_POLL_SECONDS if set (the local stack polls faster), else POLL_SECONDS."""
-    value = os.environ.get("SPOTTER_SPOT_POLL_SECONDS")
-    return float(value) if value else POLL_SECONDS
 
 
 class Control(BaseModel):
@@ -105,7 +99,7 @@ class SpotWatcher:
         self.s3 = s3
         self.bucket = bucket
         self.job_id = job_id
-        self.poll = poll_seconds() if poll is None else poll
+        self.poll = tuning.seconds("SPOTTER_SPOT_POLL_SECONDS", POLL_SECONDS) if poll is None else poll
         self.rebalanced = False
         self._lock = threading.Lock()
         self._acted: Action | None = None

@@ -37,11 +37,9 @@ from agent.datasets.manifest import (
     FileEntry,
     Format,
     Manifest,
-    sha256_file,
-    version_prefix,
 )
 from agent.datasets.transfer import LARGE_BYTES, WORKERS, human_size, list_objects, listed_remotes, s3_sha256
-from spotter import catalog
+from spotter import catalog, layout
 from spotter.aws import client
 
 # Files archivers and desktops add that are no part of a dataset.
@@ -108,7 +106,7 @@ def build_manifest(
     for split_name, split in read(tree, desc, desc.classes).items():
         print(split.summary(split_name, len(desc.classes)), flush=True)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:  # hashlib lets go of the GIL on large buffers
-        digests = list(pool.map(lambda f: sha256_file(root / f), files))
+        digests = list(pool.map(lambda f: layout.sha256_of(root / f)[0], files))
     entries = tuple(
         FileEntry(path=f, size=(root / f).stat().st_size, sha256=d) for f, d in zip(files, digests, strict=True)
     )
@@ -138,7 +136,7 @@ def publish(
         raise PublishError(f"name {name!r}: lower-case letters, digits and hyphens, 2 to 41 characters")
     if not VERSION_RE.match(version):
         raise PublishError(f"version {version!r}: letters, digits, `.`, `_` and `-`, up to 41 characters")
-    prefix = version_prefix(name, version)
+    prefix = layout.dataset(name, version)
     if _exists(s3, bucket, prefix + MANIFEST):
         raise PublishError(f"s3://{bucket}/{prefix} is published already; versions never change: publish a new one")
     with staged(src) as root:
@@ -186,7 +184,7 @@ def _upload(s3: Any, bucket: str, prefix: str, root: Path, manifest: Manifest) -
 
 
 def read_manifest(s3: Any, bucket: str, name: str, version: str) -> Manifest:
-    key = version_prefix(name, version) + MANIFEST
+    key = layout.dataset(name, version) + MANIFEST
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as e:
@@ -197,7 +195,7 @@ def read_manifest(s3: Any, bucket: str, name: str, version: str) -> Manifest:
 def verify(s3: Any, bucket: str, name: str, version: str, *, quick: bool = False) -> list[str]:
     """What is wrong with a published version: missing or resized files and, unless quick, wrong contents."""
     manifest = read_manifest(s3, bucket, name, version)
-    prefix = version_prefix(name, version) + FILES
+    prefix = layout.dataset(name, version) + FILES
     sizes = {obj["Key"][len(prefix) :]: int(obj["Size"]) for obj in list_objects(s3, bucket, prefix)}
     problems = []
     for f in manifest.files:

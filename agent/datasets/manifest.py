@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from spotter import layout
 
 Format = Literal["yolo", "darknet", "coco", "voc"]
 SplitName = Literal["train", "val", "test"]
@@ -23,11 +21,6 @@ MANIFEST = "manifest.json"
 FILES = "files/"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$")
-
-
-def version_prefix(name: str, version: str) -> str:
-    """Where a catalog dataset's version lives in the project bucket."""
-    return layout.dataset(name, version)
 
 
 def safe_path(path: str) -> str:
@@ -43,10 +36,6 @@ def safe_path(path: str) -> str:
     ):
         raise ValueError(f"{path!r} is not a relative path without `..`")
     return path
-
-
-def sha256_file(path: Path) -> str:
-    return layout.sha256_of(path)[0]
 
 
 class FileEntry(BaseModel):
