@@ -136,11 +136,23 @@ class JobError(JobEvent):
     last_lines: list[str] = Field(default_factory=list, max_length=50)
 
 
+class FinalMetrics(BaseModel):
+    """The trained weights' scores as the framework printed them last (fractions), with per-class AP where given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    map50: float | None = Field(None, ge=0, le=1)
+    map50_95: float | None = Field(None, ge=0, le=1)
+    precision: float | None = Field(None, ge=0, le=1)
+    recall: float | None = Field(None, ge=0, le=1)
+    per_class_ap50: dict[str, float] = Field(default_factory=dict)
+
+
 class JobFinished(JobEvent):
     detail_type = "Job Finished"
     source = SOURCE_AGENT
     artifacts: list[Artifact]
     seconds: float | None = None
+    metrics: FinalMetrics | None = None  # None: the framework printed no final scores
 
 
 class JobBuildReady(JobEvent):

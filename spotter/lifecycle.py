@@ -27,7 +27,7 @@ from spotter.events import (
     JobQueued,
 )
 from spotter.status import JobStatus, forward_path
-from spotter.store import Checkpoint, Failure, JobRecord, JobsStore, TransitionError
+from spotter.store import Checkpoint, Failure, JobRecord, JobsStore, Promotion, TransitionError
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,10 @@ def _advance(store: JobsStore, rec: JobRecord, target: JobStatus, attempt: int) 
     return rec
 
 
-def apply(store: JobsStore, event: JobEvent) -> Outcome:
+def apply(store: JobsStore, event: JobEvent, *, promotion: Promotion | None = None) -> Outcome:
+    """Apply `event`; `promotion` is what the weights of a scheduled run that finished did to the promoted ones."""
     try:
-        return _apply(store, event)
+        return _apply(store, event, promotion)
     except TransitionError:
         rec = store.find(event.job_id)
         if (
@@ -106,7 +107,7 @@ def apply(store: JobsStore, event: JobEvent) -> Outcome:
         return Outcome(rec)
 
 
-def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
+def _apply(store: JobsStore, ev: JobEvent, promotion: Promotion | None = None) -> Outcome:
     rec = store.find(ev.job_id)
     if rec is None:
         return Outcome(None)  # not ours (another stack's job on a shared bus) or deleted
@@ -168,7 +169,7 @@ def _apply(store: JobsStore, ev: JobEvent) -> Outcome:
         return Outcome(rec, changed=True, status_changed=True)
     if isinstance(ev, JobFinished):
         rec = _advance(store, rec, JobStatus.UPLOADING, ev.attempt)
-        rec = store.mark_succeeded(ev.job_id, ev.attempt, ev.artifacts)
+        rec = store.mark_succeeded(ev.job_id, ev.attempt, ev.artifacts, ev.metrics, promotion)
         return Outcome(rec, changed=True, status_changed=True)
     return Outcome(rec)
 

@@ -35,7 +35,9 @@ class TrainParams(BaseModel):
     instance: str | None = Field(None, description="one EC2 instance type instead of the catalog's choice")
     spot: SpotMode = Field("auto", description="auto (spot, else on-demand), true (spot only) or false (on-demand)")
     max_hours: float = Field(4.0, gt=0, le=72, description="hard limit; the instance powers off after it")
-    from_: Literal["scratch", "pretrained"] = Field("scratch", alias="from", description="scratch or pretrained")
+    from_: Literal["scratch", "pretrained", "promoted"] = Field(
+        "scratch", alias="from", description="scratch, pretrained, or promoted (the weights promoted by a schedule)"
+    )
 
     @field_validator("spot", mode="before")
     @classmethod
@@ -81,7 +83,7 @@ _PARAM_HELP: dict[str, str] = {
     "instance": "an instance type, e.g. `instance=g5.xlarge`",
     "spot": "`spot=auto` (spot, else on-demand), `spot=true` (spot only) or `spot=false` (on-demand)",
     "max_hours": "hours from 0.1 to 72, e.g. `max_hours=6`",
-    "from": "`from=scratch` or `from=pretrained`",
+    "from": "`from=scratch`, `from=pretrained` or `from=promoted`",
 }
 
 
@@ -147,6 +149,7 @@ class JobSpec(BaseModel):
     requested_by: str
     channel: str
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    schedule_id: str | None = None  # set on the runs a schedule started: their weights may be promoted
 
     @model_validator(mode="after")
     def _in_catalog(self) -> JobSpec:
@@ -173,7 +176,14 @@ class JobSpec(BaseModel):
 
 
 def build_spec(
-    dataset: str, model: str, pairs: list[tuple[str, str]], *, requested_by: str, channel: str, seed: str
+    dataset: str,
+    model: str,
+    pairs: list[tuple[str, str]],
+    *,
+    requested_by: str,
+    channel: str,
+    seed: str,
+    schedule_id: str | None = None,
 ) -> JobSpec:
     """Validate a request against the catalog and the option rules; raise SpecError or CatalogError."""
     ds = catalog.dataset(dataset)
@@ -188,7 +198,20 @@ def build_spec(
         params=params,
         requested_by=requested_by,
         channel=channel,
+        schedule_id=schedule_id,
     )
+
+
+class InitialWeights(BaseModel):
+    """Weights a `from=promoted` run starts from (in place of the pretrained ones): checked by sha256 on the box."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    key: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    job_id: str  # the run whose weights were promoted
+    map50: float | None = None
 
 
 class ResumeFrom(BaseModel):
@@ -215,6 +238,8 @@ class RunSpec(BaseModel):
     region: str
     classes: tuple[str, ...]
     resume: ResumeFrom | None = None  # None: train from the start (a first attempt, or nothing was saved)
+    # `from=promoted`: the promoted weights to start from; None when nothing is promoted yet (start pretrained).
+    initial_weights: InitialWeights | None = None
 
     @property
     def prefix(self) -> str:

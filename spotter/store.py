@@ -17,13 +17,15 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field
 
 from spotter.aws import client
-from spotter.events import Artifact, JobLaunched, JobMetric, JobProgress
+from spotter.events import Artifact, FinalMetrics, JobLaunched, JobMetric, JobProgress
 from spotter.spec import JobSpec
 from spotter.status import ALLOWED_SOURCES, JobStatus
 
 CHANNEL_INDEX = "by-channel"
 STATUS_INDEX = "by-status"
 METRIC_HISTORY_MAX = 500
+# The loss curve kept for the result chart: one point per progress event, as many as a chart can show.
+LOSS_HISTORY_MAX = 2000
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -120,6 +122,22 @@ class CancelRequest(_Record):
     at: float
 
 
+class Promotion(_Record):
+    """A scheduled run against the weights promoted before it: promoted only when its mAP50 is better."""
+
+    map50: float | None = None
+    previous_map50: float | None = None
+    previous_job: str | None = None
+    promoted: bool = False
+    reason: str = ""  # why not, when it was not (no mAP50, not better, …)
+
+    @property
+    def delta(self) -> float | None:
+        if self.map50 is None or self.previous_map50 is None:
+            return None
+        return self.map50 - self.previous_map50
+
+
 class SlackRef(_Record):
     channel: str
     card_ts: str
@@ -143,6 +161,9 @@ class JobRecord(_Record):
     metrics: Metrics | None = None
     best: Metrics | None = None
     metric_history: list[Metrics] = Field(default_factory=list)
+    loss_history: list[tuple[int, float]] = Field(default_factory=list)  # (epoch or iteration, loss) of each attempt
+    final_metrics: FinalMetrics | None = None
+    promotion: Promotion | None = None
     artifacts: list[Artifact] = Field(default_factory=list)
     failure: Failure | None = None
     slack: SlackRef | None = None
@@ -417,10 +438,21 @@ class JobsStore:
         """RUNNING → UPLOADING: training ended, the agent is copying results to S3."""
         return self._transition(job_id, JobStatus.UPLOADING, _Expr().set("phase", "upload"), attempt=attempt)
 
-    def mark_succeeded(self, job_id: str, attempt: int, artifacts: list[Artifact]) -> JobRecord:
-        """UPLOADING → SUCCEEDED with the uploaded artifacts."""
+    def mark_succeeded(
+        self,
+        job_id: str,
+        attempt: int,
+        artifacts: list[Artifact],
+        metrics: FinalMetrics | None = None,
+        promotion: Promotion | None = None,
+    ) -> JobRecord:
+        """UPLOADING → SUCCEEDED with the uploaded artifacts, the final scores and, for a scheduled run, its promotion."""
         now = time.time()
         e = _Expr().set("artifacts", [a.model_dump() for a in artifacts]).set("finished_at", now)
+        if metrics is not None:
+            e.set("final_metrics", metrics.model_dump())
+        if promotion is not None:
+            e.set("promotion", promotion.model_dump())
         e.set("phase", None)
         _end_attempt(e, attempt, now, "succeeded")
         return self._transition(job_id, JobStatus.SUCCEEDED, e, attempt=attempt)
@@ -534,7 +566,20 @@ class JobsStore:
             at=event.at,
         )
         e = _Expr().set("progress", p.model_dump()).set("heartbeat_at", time.time())
-        return self._apply(event.job_id, e, e.newer(event.attempt, "progress_seq", event.seq))
+        if event.loss is not None:
+            hist = e.n("loss_history")
+            point = [event.current, event.loss]
+            e.sets.append(f"{hist} = list_append(if_not_exists({hist}, {e.v([])}), {e.v([point])})")
+        cond = e.newer(event.attempt, "progress_seq", event.seq)
+        if event.loss is not None:
+            cond += f" AND (attribute_not_exists({e.n('loss_history')}) OR size({e.n('loss_history')}) < {e.v(LOSS_HISTORY_MAX)})"
+            rec = self._apply(event.job_id, e, cond)
+            if rec is not None:
+                return rec
+            # The curve is full (or the event is stale): keep the progress, not the point.
+            e = _Expr().set("progress", p.model_dump()).set("heartbeat_at", time.time())
+            return self._apply(event.job_id, e, e.newer(event.attempt, "progress_seq", event.seq))
+        return self._apply(event.job_id, e, cond)
 
     def record_metric(self, event: JobMetric) -> tuple[JobRecord | None, bool]:
         """Append a metric to the history; returns the record and whether it is a new best mAP50."""

@@ -34,7 +34,7 @@ def test_options_override_defaults() -> None:
         ({"instance": "t2.micro"}, "must be one of g4dn.xlarge"),
         ({"spot": "maybe"}, "`spot=auto` (spot, else on-demand), `spot=true` (spot only) or `spot=false`"),
         ({"max_hours": "100"}, "hours from 0.1 to 72"),
-        ({"from": "yesterday"}, "`from=scratch` or `from=pretrained`"),
+        ({"from": "yesterday"}, "`from=scratch`, `from=pretrained` or `from=promoted`"),
         ({"lr": "0.1"}, "Unknown option `lr`. Options: `epochs`"),
         ({"iterations": "1000"}, "`yolov8n` trains in epochs: use `epochs=`"),
     ],
