@@ -13,21 +13,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 import agent
 from agent.build import BuildFailed, ensure_build
 from agent.datasets import DatasetError, prepare
 from agent.globs import newest
 from agent.imds import Imds, ImdsError
-from agent.inputs import InputError, fetch_pretrained
+from agent.inputs import InputError, fetch_pretrained, fetch_promoted
 from agent.parsers import get_parser
-from agent.parsers.base import ErrorSeen
+from agent.parsers.base import ErrorSeen, Parser
 from agent.plan import Plan, Step
 from agent.reporter import Reporter
 from agent.resume import restore
 from agent.runner import PhaseResult, PhaseRunner
 from agent.uploader import Uploader
 from spotter import catalog
-from spotter.events import Artifact, JobBuildReady, JobPhase, Phase
+from spotter.events import Artifact, FinalMetrics, JobBuildReady, JobPhase, Phase
 from spotter.spec import RunSpec
 
 log = logging.getLogger("agent")
@@ -38,6 +40,7 @@ MESSAGE_MAX = 300
 # What the build cache keys a build on when the machine cannot say (no instance metadata, not a catalog GPU).
 UNKNOWN_IMAGE = "unknown"
 NO_GPU_ARCH = "cpu"
+NO_SCORES = FinalMetrics()
 
 
 def agent_path() -> str:
@@ -160,6 +163,8 @@ class Attempt:
         self.deadline = deadline
         self.phase: Phase = "install"
         self.last: PhaseResult | None = None  # the step that ran last: what a failure report quotes
+        # The parser of the train and evaluate steps that ran, in order: what they recorded of the framework's scores.
+        self.parsers: dict[Phase, Parser] = {}
         self.stop = threading.Event()
         self.idle = threading.Event()  # set while no command of a phase is running
         self.idle.set()
@@ -182,6 +187,8 @@ class Attempt:
         )
         # One parser for the whole step: it recognises errors in every phase's output.
         framework = get_parser(parser) if parser else None
+        if framework is not None and events:
+            self.parsers[step.phase] = framework
         for argv in step.commands:
             self.check_stop()
             self.idle.clear()
@@ -280,7 +287,8 @@ class Attempt:
             self.reporter.emit(JobBuildReady, recipe=plan.recipe, key=outcome.key, artifact=outcome.artifact)
 
     def data(self, plan: Plan, resumed: Callable[[], Plan], checkpoint: Path | None, unit: str) -> Plan:
-        """The dataset in the trainer's layout, the checkpoint the run spec names (verified), the pretrained weights.
+        """The dataset in the trainer's layout, the checkpoint the run spec names (verified), the pretrained weights
+        or the promoted ones in their place (verified).
 
         Returns the plan to train with: `resumed()` when the checkpoint restored (at `checkpoint`) checks out.
         """
@@ -294,12 +302,38 @@ class Attempt:
             if restored.resumed:
                 plan = resumed()
             fetch_pretrained(plan.pretrained, s3=self.s3, bucket=self.run.bucket)
+            if plan.promoted is not None:
+                fetch_promoted(plan.promoted, s3=self.s3, bucket=self.run.bucket)
         except (DatasetError, InputError) as e:
             raise self.failure(e) from e
         finally:
             self.upload_log("data")
-        self.end("data", started, detail=restored.detail)
+        self.end("data", started, detail=restored.detail or self.start_detail(plan))
         return plan
+
+    def start_detail(self, plan: Plan) -> str | None:
+        """What a from=promoted run starts from, for the data phase's end."""
+        if plan.promoted is not None:
+            return f"starts from the promoted weights of job {plan.promoted.job_id}"
+        if self.run.spec.params.from_ == "promoted":
+            return "nothing promoted yet: starts from the pretrained weights"
+        return None
+
+    def final_metrics(self) -> FinalMetrics | None:
+        """The scores the framework printed last (the evaluation's, else training's last), per class where it printed
+        them: those of the weights the upload phase sends. None when neither step printed any."""
+        for phase in ("evaluate", "train"):
+            parser = self.parsers.get(phase)
+            if parser is None:
+                continue
+            try:
+                scores = FinalMetrics.model_validate(parser.summary()["metrics"])
+            except ValidationError as e:
+                log.warning("the %s step's last scores are out of range, not reported: %s", phase, e)
+                return None
+            if scores != NO_SCORES:
+                return scores
+        return None
 
     def upload(self, plan: Plan) -> list[Artifact]:
         # A missing artifact is quoted with the end of the output that should have written it.

@@ -1,5 +1,6 @@
-"""Starting weights from the bucket's `cache/pretrained/`, fetched ahead of training and checked against their sha256
-(model hubs time out or throttle busy boxes), and the operator's command that publishes them there.
+"""Starting weights, fetched ahead of training and checked against their sha256: the pretrained ones from the bucket's
+`cache/pretrained/` (model hubs time out or throttle busy boxes) or a schedule's promoted ones, and the operator's
+command that publishes pretrained weights.
 
     python -m agent.inputs publish --bucket BUCKET FILE…     (each FILE becomes cache/pretrained/<its name>)
 """
@@ -18,7 +19,7 @@ from typing import Any
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
-from agent.plan import Pretrained
+from agent.plan import Pretrained, Promoted
 from agent.uploader import TRANSFER_CONFIG
 from spotter import layout
 from spotter.aws import client
@@ -31,7 +32,7 @@ MAX_PARALLEL = 4
 
 
 class InputError(Exception):
-    """A pretrained file that cannot be had; the message says which and how to put it in place."""
+    """Starting weights that cannot be had; the message says which and how to put them in place."""
 
 
 def pretrained_key(name: str) -> str:
@@ -78,19 +79,52 @@ def _fetch_one(item: Pretrained, s3: Any, bucket: str) -> None:
     if item.dest.is_file() and sha256_of(item.dest)[0] == expected:
         log.info("pretrained %s already at %s", item.name, item.dest)
         return
-    item.dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = item.dest.with_name(item.dest.name + ".part")
+    try:
+        actual, size = download_checked(s3, bucket, key, item.dest, expected)
+    except (ClientError, BotoCoreError) as e:
+        raise InputError(f"cannot download s3://{bucket}/{key}: {e}") from None
+    if actual != expected:
+        raise InputError(f"s3://{bucket}/{key} downloaded with sha256 {actual}, its metadata says {expected}")
+    log.info("pretrained %s: %d bytes to %s, sha256 %s verified", item.name, size, item.dest, actual)
+
+
+def fetch_promoted(item: Promoted, *, s3: Any, bucket: str) -> None:
+    """Download the promoted weights to `item.dest`, verified against the sha256 the run spec names."""
+    uri = layout.s3_uri(bucket, item.key)
+    whose = f"the promoted weights of job {item.job_id} ({uri})"
+    try:
+        actual, size = download_checked(s3, bucket, item.key, item.dest, item.sha256)
+    except ClientError as e:
+        if _status(e) == 404:
+            raise InputError(
+                f"{whose} are gone from the bucket: promote another run's weights or train from=pretrained"
+            ) from None
+        raise InputError(f"cannot download {whose}: {e}") from None
+    except BotoCoreError as e:
+        raise InputError(f"cannot download {whose}: {e}") from None
+    if actual != item.sha256:
+        raise InputError(
+            f"{whose} downloaded with sha256 {actual} ({size} bytes), the run spec names {item.sha256} "
+            f"({item.size} bytes): not training from them"
+        )
+    log.info("promoted weights of job %s: %d bytes to %s, sha256 %s verified", item.job_id, size, item.dest, actual)
+
+
+def download_checked(s3: Any, bucket: str, key: str, dest: Path, sha256: str) -> tuple[str, int]:
+    """Download `key` by way of `<dest>.part`, which becomes `dest` only if its bytes have `sha256`.
+
+    Returns the downloaded bytes' sha256 and size, matching or not; S3's errors are the caller's to word.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
     try:
         s3.download_file(bucket, key, str(partial), Config=TRANSFER_CONFIG)
         actual, size = sha256_of(partial)
-        if actual != expected:
-            raise InputError(f"s3://{bucket}/{key} downloaded with sha256 {actual}, its metadata says {expected}")
-        os.replace(partial, item.dest)
-    except (ClientError, BotoCoreError) as e:
-        raise InputError(f"cannot download s3://{bucket}/{key}: {e}") from None
+        if actual == sha256:
+            os.replace(partial, dest)
+        return actual, size
     finally:
         partial.unlink(missing_ok=True)
-    log.info("pretrained %s: %d bytes to %s, sha256 %s verified", item.name, size, item.dest, actual)
 
 
 def publish_pretrained(path: Path, *, s3: Any, bucket: str, name: str | None = None) -> tuple[str, str]:

@@ -251,6 +251,7 @@ class JobRun:
             attempt=self.run.attempt,
             artifacts=artifacts,
             seconds=round(self.clock() - self.started, 3),
+            metrics=attempt.final_metrics(),
         )
 
     def render(self, recipe: Recipe, machine: Machine, resume: bool = False) -> Plan:

@@ -65,6 +65,19 @@ class Pretrained:
 
 
 @dataclass(frozen=True)
+class Promoted:
+    """The promoted weights a `from=promoted` run starts from: fetched by key to where the recipe's pretrained
+    weights would go (so the trainer's command names the same file) and checked against the sha256 the run spec
+    names."""
+
+    key: str
+    sha256: str
+    size: int
+    job_id: str  # the run whose weights were promoted
+    dest: Path
+
+
+@dataclass(frozen=True)
 class ArtifactPath:
     name: str  # best, last, final, results…
     path: Path  # may contain one `*` (e.g. runs/train/exp*/weights/best.pt): the newest match is taken
@@ -83,4 +96,5 @@ class Plan:
     evaluate: Step | None
     artifacts: tuple[ArtifactPath, ...]
     resume_from: ArtifactPath | None = None  # the checkpoint a resumed attempt restarts from
+    promoted: Promoted | None = None  # in place of `pretrained`, on a run that starts from promoted weights
     setup: Step | None = None  # after the build, restored from the cache or not: puts it to use (installs its wheel)

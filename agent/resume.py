@@ -4,14 +4,13 @@ trainer is told to go on from it; anything else trains from scratch, and says wh
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from agent.uploader import TRANSFER_CONFIG
+from agent.inputs import download_checked
 from spotter import layout
 from spotter.spec import ResumeFrom
 
@@ -43,33 +42,26 @@ def restore(resume: ResumeFrom | None, dest: Path | None, *, s3: Any, bucket: st
     if dest is None:
         log.warning("the job names a checkpoint (%s) but its recipe cannot resume: training from scratch", uri)
         return Restored(False, "the recipe cannot resume: trained from scratch")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
     try:
-        try:
-            s3.download_file(bucket, resume.key, str(partial), Config=TRANSFER_CONFIG)
-        except ClientError as e:
-            missing = _status(e) in ("404", "NoSuchKey", "NotFound")
-            why = "is missing" if missing else f"cannot be downloaded ({e})"
-            log.warning("the checkpoint %s %s: training from scratch", uri, why)
-            return Restored(False, f"checkpoint {why.split(' (')[0]}: trained from scratch")
-        except BotoCoreError as e:
-            log.warning("the checkpoint %s cannot be downloaded (%s): training from scratch", uri, e)
-            return Restored(False, "checkpoint cannot be downloaded: trained from scratch")
-        sha256, size = layout.sha256_of(partial)
-        if sha256 != resume.sha256:
-            log.error(
-                "the checkpoint %s has sha256 %s (%d bytes), the job recorded %s (%d bytes): training from scratch",
-                uri,
-                sha256,
-                size,
-                resume.sha256,
-                resume.size,
-            )
-            return Restored(False, "checkpoint failed its sha256 check: trained from scratch")
-        os.replace(partial, dest)
-    finally:
-        partial.unlink(missing_ok=True)
+        sha256, size = download_checked(s3, bucket, resume.key, dest, resume.sha256)
+    except ClientError as e:
+        missing = _status(e) in ("404", "NoSuchKey", "NotFound")
+        why = "is missing" if missing else f"cannot be downloaded ({e})"
+        log.warning("the checkpoint %s %s: training from scratch", uri, why)
+        return Restored(False, f"checkpoint {why.split(' (')[0]}: trained from scratch")
+    except BotoCoreError as e:
+        log.warning("the checkpoint %s cannot be downloaded (%s): training from scratch", uri, e)
+        return Restored(False, "checkpoint cannot be downloaded: trained from scratch")
+    if sha256 != resume.sha256:
+        log.error(
+            "the checkpoint %s has sha256 %s (%d bytes), the job recorded %s (%d bytes): training from scratch",
+            uri,
+            sha256,
+            size,
+            resume.sha256,
+            resume.size,
+        )
+        return Restored(False, "checkpoint failed its sha256 check: trained from scratch")
     detail = describe(resume, unit)
     log.info("%s: %s (attempt %d's, sha256 %s verified)", uri, detail, resume.attempt, sha256)
     return Restored(True, detail)

@@ -1,11 +1,13 @@
 """The Slack app: `/train` through bolt on Lambda behind a Function URL. Acks at once; the work runs in lazy listeners.
 
 The ack path makes no AWS or Slack call (Slack wants its answer within 3 s, and a cold start has spent part of
-that): it parses the text, answers what needs no data itself, and names the job a train command creates. Lazy
-listeners (bolt re-invokes this function asynchronously) check the caps, record the job, post its card and put
-`Job Queued` on the bus; look jobs up (status, list, weights, cost) and answer through the response_url; or, for
-`/train cancel` and the card's Cancel button, check who asks and put `Job Cancel Requested` on the bus (the
-control plane cancels: the bot never changes a job's status).
+that): it parses the text, answers what needs no data itself, refuses what the access rules refuse without
+knowing the person's user groups, and names the job a train command creates. Lazy listeners (bolt re-invokes
+this function asynchronously) check access with the user groups, start jobs (bot.starter), look jobs up (status,
+list, logs, weights, cost) and manage schedules, answering through the response_url; `/train cancel` and the
+card's Cancel button put `Job Cancel Requested` on the bus (the control plane cancels: the bot never changes a
+job's status). Slack's retries of a request (`X-Slack-Retry-Num`) and double clicks name the same job or
+schedule, so they never start a second one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import commands, rules, views
+from bot import answers, commands, rules, views
+from bot.access import GroupMembers
 from bot.commands import (
     CancelCommand,
     Command,
@@ -31,23 +34,34 @@ from bot.commands import (
     CostCommand,
     DatasetsCommand,
     ListCommand,
+    LogsCommand,
     ModelsCommand,
-    PlannedCommand,
+    PromotedWeightsCommand,
+    ScheduleCommand,
+    SchedulesCommand,
     StatusCommand,
     TrainCommand,
+    UnscheduleCommand,
     WeightsCommand,
 )
+from bot.logs import log_view
+from bot.schedules import ScheduledRun, ScheduleError, Schedules, ScheduleSettings
 from bot.settings import AppSettings
-from bot.slack import SlackCredentials, load_credentials, web_client, weights_link
+from bot.slack import SlackCredentials, load_credentials, web_client, weights_link, weights_links
+from bot.starter import Starter, StartFailed
 from spotter import cost, spec
-from spotter.events import Bus, JobCancelRequested, JobQueued
-from spotter.store import DuplicateJob, Failure, JobNotFound, JobRecord, JobsStore, SlackRef
+from spotter.aws import client as aws_client
+from spotter.events import Bus, JobCancelRequested
+from spotter.models import ModelRegistry
+from spotter.store import JobNotFound, JobRecord, JobsStore
 
 logger = Logger()
 
 UNREACHABLE_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
 LIST_LIMIT = 10
 COST_DAYS = 30
+LOOKUPS = ("status", "list", "weights", "promoted_weights", "cost", "logs")
+SCHEDULING = ("schedule", "schedules", "unschedule")
 
 
 class NoWeights(Exception):
@@ -60,7 +74,7 @@ class NoWeights(Exception):
 
 def user_message(error: Exception, job_id: str | None = None) -> str:
     """What the person who typed the command reads about `error`: the one place errors become words."""
-    if isinstance(error, CommandError):
+    if isinstance(error, CommandError | ScheduleError):
         return str(error)
     if isinstance(error, JobNotFound):
         return f"There is no job `{error.job_id}` in this channel. `/train list` shows this channel's jobs."
@@ -69,13 +83,14 @@ def user_message(error: Exception, job_id: str | None = None) -> str:
         state = views.STATUS[rec.status][1].lower()
         return f"Job `{rec.job_id}` has no weights to download (it is {state}). `/train status {rec.job_id}` shows it."
     not_started = f"Job `{job_id}` was not started: " if job_id else ""
-    if isinstance(error, SlackApiError) and error.response.get("error") in UNREACHABLE_CHANNEL:
+    cause = error.cause if isinstance(error, StartFailed) else error
+    if isinstance(cause, SlackApiError) and cause.response.get("error") in UNREACHABLE_CHANNEL:
         return (
             f"{not_started}I can't post in this channel. Invite me with `/invite @Spotter`, then run the command again."
         )
     if job_id:
-        return f"{not_started}something went wrong on Spotter's side ({type(error).__name__}). Try again in a minute."
-    return f"Something went wrong on Spotter's side ({type(error).__name__}). Try again in a minute."
+        return f"{not_started}something went wrong on Spotter's side ({type(cause).__name__}). Try again in a minute."
+    return f"Something went wrong on Spotter's side ({type(cause).__name__}). Try again in a minute."
 
 
 def job_seed(body: dict[str, Any]) -> str:
@@ -100,136 +115,131 @@ def _kind_is(*kinds: str) -> Callable[..., bool]:
     return matches
 
 
+def _team(body: dict[str, Any]) -> str:
+    return str(body.get("team_id") or (body.get("team") or {}).get("id") or "")
+
+
+def _action_channel(body: dict[str, Any]) -> str:
+    return str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"))
+
+
+def final_refusal(body: dict[str, Any], settings: AppSettings) -> rules.AccessRefused | None:
+    """A refusal to start a job that no user group could lift (so the ack can give it): team, channel, or a user
+    who is not allowed where no user groups are configured."""
+    refused = rules.start_refused(_team(body), body["channel_id"], body["user_id"], (), settings)
+    if refused is None or refused.reason in ("team", "channel") or not settings.usergroups:
+        return refused
+    return None
+
+
+def refusal(refused: rules.AccessRefused) -> views.Message:
+    return views.error_message(rules.refusal_text(refused))
+
+
 # -- acks: pure, no AWS or Slack call --------------------------------------------------------------------------
 
 
-def ack_train(ack: Ack, body: dict[str, Any]) -> None:
-    cmd = _parsed(body)
-    if not isinstance(cmd, TrainCommand):
-        raise TypeError("ack_train runs for train commands only (see its matcher)")
-    job_id = spec.new_job_id(cmd.dataset, seed=job_seed(body))
-    ack(response_type="ephemeral", **views.queued_message(cmd, job_id))
+class Acks:
+    """What Slack hears within its three seconds."""
 
+    def __init__(self, settings: AppSettings) -> None:
+        self.settings = settings
 
-def ack_lookup(ack: Ack) -> None:
-    """The answer needs the jobs table: it comes from the lazy listener through respond()."""
-    ack()
+    def train(self, ack: Ack, body: dict[str, Any]) -> None:
+        cmd = _parsed(body)
+        if not isinstance(cmd, TrainCommand):
+            raise TypeError("the train ack runs for train commands only (see its matcher)")
+        refused = final_refusal(body, self.settings)
+        if refused is not None:
+            ack(response_type="ephemeral", **refusal(refused))
+            return
+        job_id = spec.new_job_id(cmd.dataset, seed=job_seed(body))
+        ack(response_type="ephemeral", **views.queued_message(cmd, job_id))
 
+    def later(self, ack: Ack, body: dict[str, Any]) -> None:
+        """The answer needs the jobs table, S3 or Scheduler: it comes from the lazy listener through respond()."""
+        if self._other_team(_team(body)):
+            ack(response_type="ephemeral", **refusal(rules.AccessRefused("start", "team")))
+            return
+        ack()
 
-def answer(ack: Ack, body: dict[str, Any]) -> None:
-    """Everything that needs no data: help, datasets, models, commands to come, and text that is not a command."""
-    parsed = _parsed(body)
-    if isinstance(parsed, CommandError):
-        message = views.error_message(user_message(parsed))
-    elif isinstance(parsed, PlannedCommand):
-        message = views.not_available(parsed.name)
-    elif isinstance(parsed, DatasetsCommand):
-        message = views.datasets_message()
-    elif isinstance(parsed, ModelsCommand):
-        message = views.models_message()
-    else:
-        message = views.help_message()
-    ack(response_type="ephemeral", **message)
+    def answer(self, ack: Ack, body: dict[str, Any]) -> None:
+        """Everything that needs no data: help, datasets, models, and text that is not a command."""
+        if self._other_team(_team(body)):
+            ack(response_type="ephemeral", **refusal(rules.AccessRefused("start", "team")))
+            return
+        parsed = _parsed(body)
+        if isinstance(parsed, CommandError):
+            message = views.error_message(user_message(parsed))
+        elif isinstance(parsed, DatasetsCommand):
+            message = views.datasets_message()
+        elif isinstance(parsed, ModelsCommand):
+            message = views.models_message()
+        else:
+            message = views.help_message()
+        ack(response_type="ephemeral", **message)
 
+    def click(self, ack: Ack) -> None:
+        """A button: a link button still reports its click (an unanswered one shows an error), and the Cancel
+        (confirmed in Slack's dialog) and Logs buttons are answered by their lazy listeners."""
+        ack()
 
-def ack_link_click(ack: Ack) -> None:
-    """The download button is a plain link; Slack still reports the click, and an unanswered one shows an error."""
-    ack()
-
-
-def ack_cancel_click(ack: Ack) -> None:
-    """The Cancel button (confirmed in Slack's dialog): who may cancel is decided in the lazy listener."""
-    ack()
+    def _other_team(self, team: str) -> bool:
+        return bool(self.settings.allowed_team) and team != self.settings.allowed_team
 
 
 # -- lazy listeners --------------------------------------------------------------------------------------------
 
 
 class Jobs:
-    """The lazy listeners and what they need: the jobs table, the bus, the settings."""
+    """The lazy listeners and what they need: the jobs table, the bus, S3, Scheduler, the settings."""
 
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
         self.store = JobsStore(settings.jobs_table)
         self.bus = Bus(settings.bus_name)
+        self.starter = Starter(settings, self.store, self.bus)
+        self.groups = GroupMembers()
+        self.schedule_settings = ScheduleSettings.from_env()
+
+    def member_of(self, user: str, client: WebClient) -> frozenset[str]:
+        if not self.settings.usergroups:
+            return frozenset()
+        return self.groups.member_of(user, self.settings.usergroups, client)
+
+    # -- starting jobs ---------------------------------------------------------------------------------------
 
     def queue_job(self, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
-        """Record the job, post its card, put `Job Queued`; a replayed request finds its job and does nothing."""
+        """Check access, then start the job; a retried or replayed request finds its job and does nothing."""
         named: str | None = None  # the id the ack announced
-        job_id: str | None = None  # set once the job is recorded
         try:
             cmd = _parsed(body)
             if not isinstance(cmd, TrainCommand):
                 raise TypeError("queue_job runs for train commands only (see its matcher)")
+            if final_refusal(body, self.settings) is not None:
+                return  # the ack said so
+            user, channel = body["user_id"], body["channel_id"]
+            refused = rules.start_refused(_team(body), channel, user, self.member_of(user, client), self.settings)
+            if refused is not None:
+                logger.info("refused: may not start jobs", user=user, channel=channel, reason=refused.reason)
+                respond(response_type="ephemeral", replace_original=True, **refusal(refused))
+                return
             seed = job_seed(body)
             job_spec = spec.build_spec(
-                cmd.dataset,
-                cmd.model,
-                list(cmd.options),
-                requested_by=body["user_id"],
-                channel=body["channel_id"],
-                seed=seed,
+                cmd.dataset, cmd.model, list(cmd.options), requested_by=user, channel=channel, seed=seed
             )
             named = job_spec.job_id
-            existing = self.store.find(named)
-            if existing is not None and existing.trigger == seed:
-                logger.info("replayed request: the job exists, nothing more to do", job_id=named)
-                return
-            refusal = self._over_cap(named, job_spec.channel)
-            if refusal is not None:
-                respond(response_type="ephemeral", **refusal)
-                return
-            try:
-                rec = self.store.create(job_spec, trigger=seed)
-            except DuplicateJob as e:
-                logger.info("replayed request: the job exists, nothing more to do", job_id=e.existing.job_id)
-                return
-            job_id = rec.job_id
-            self._announce(rec, client)
+            started = self.starter.start(job_spec, seed, client, describe=lambda e: user_message(e, named))
+            if started.refusal is not None:
+                respond(response_type="ephemeral", **started.refusal)
         except Exception as e:
-            logger.exception("could not queue the job", job_id=job_id or named)
-            if job_id is not None:
-                self._fail(job_id, e, client)
+            logger.exception("could not queue the job", job_id=named)
             respond(response_type="ephemeral", **views.error_message(user_message(e, named)))
 
-    def _over_cap(self, job_id: str, channel: str) -> views.Message | None:
-        """The refusal of a job that would go over a cap (the launcher checks again before it asks EC2)."""
-        now = time.time()
-        active = self.store.list_active()
-        spent = cost.spend_since(self.store.list_since(cost.day_start(now)), now)
-        cap = rules.cap_reached(
-            len(active),
-            spent,
-            max_instances=self.settings.max_concurrent_instances,
-            max_daily_usd=self.settings.max_daily_spend_usd,
-        )
-        if cap is None:
-            return None
-        logger.info("refused: over a cap", job_id=job_id, cap=cap.cap, current=cap.current, limit=cap.limit)
-        return views.cap_message(job_id, cap, [r.job_id for r in active if r.channel == channel])
-
-    def _announce(self, rec: JobRecord, client: WebClient) -> None:
-        card = client.chat_postMessage(channel=rec.channel, **views.job_card(rec, now=time.time()))
-        ref = SlackRef(channel=str(card["channel"]), card_ts=str(card["ts"]), thread_ts=str(card["ts"]))
-        self.store.set_slack(rec.job_id, ref)
-        self.bus.put(JobQueued(job_id=rec.job_id))
-        logger.info("job queued", job_id=rec.job_id, channel=ref.channel)
-
-    def _fail(self, job_id: str, error: Exception, client: WebClient) -> None:
-        """No job stays QUEUED without `Job Queued` on the bus: mark it failed, and say so on its card if it has one."""
-        kind = str(error.response.get("error")) if isinstance(error, SlackApiError) else type(error).__name__
-        failure = Failure(phase="queue", kind=kind, message=user_message(error, job_id))
-        try:
-            rec = self.store.mark_failed(job_id, failure)
-            if rec.slack is not None:
-                client.chat_update(
-                    channel=rec.slack.channel, ts=rec.slack.card_ts, **views.job_card(rec, now=time.time())
-                )
-        except Exception:
-            logger.exception("could not record the failure", job_id=job_id)
+    # -- looking things up -----------------------------------------------------------------------------------
 
     def look_up(self, body: dict[str, Any], respond: Respond) -> None:
-        """Answer status, list and weights from the jobs table, to the person who asked."""
+        """Answer status, list, logs, weights and cost from the jobs table and S3, to the person who asked."""
         try:
             message = self._look_up(_parsed(body), body["channel_id"])
         except (JobNotFound, NoWeights) as e:
@@ -258,38 +268,153 @@ class Jobs:
                 rec = self._job(cmd.job_id, channel)
             link = weights_link(rec, self.settings)
             return views.job_card(rec, now=now, weights_url=link[1] if link else None)
+        if isinstance(cmd, LogsCommand):
+            return self.logs(self._job(cmd.job_id, channel))
         if isinstance(cmd, WeightsCommand):
             rec = self._job(cmd.job_id, channel)
-            link = weights_link(rec, self.settings)
-            if link is None:
+            links = weights_links(rec, self.settings, cmd.which)
+            if not links:
                 raise NoWeights(rec)
-            return views.weights_message(rec, *link, expires_in=self.settings.presign_seconds)
-        raise TypeError("look_up runs for status, list, weights and cost only (see its matcher)")
+            return views.weights_message(rec, links, expires_in=self.settings.presign_seconds, now=now)
+        if isinstance(cmd, PromotedWeightsCommand):
+            return self.promoted(cmd.dataset, cmd.model)
+        raise TypeError("look_up runs for status, list, logs, weights and cost only (see its matcher)")
 
-    def cancel(self, body: dict[str, Any], respond: Respond) -> None:
+    def logs(self, rec: JobRecord) -> views.Message:
+        s3 = aws_client("s3", self.settings.region)
+        view = log_view(s3, self.settings.bucket, rec.job_id, self.settings.presign_seconds)
+        if view is None:
+            return answers.no_logs_message(rec)
+        return answers.logs_message(rec, view, self.settings.presign_seconds)
+
+    def promoted(self, dataset: str, model: str) -> views.Message:
+        s3 = aws_client("s3", self.settings.region)
+        current = ModelRegistry(s3, self.settings.bucket).promoted(dataset, model)
+        if current is None:
+            return answers.no_promoted_message(dataset, model)
+        links = [
+            (
+                a,
+                str(
+                    s3.generate_presigned_url(
+                        "get_object",
+                        Params={
+                            "Bucket": self.settings.bucket,
+                            "Key": a.key,
+                            "ResponseContentDisposition": f'attachment; filename="{a.key.rsplit("/", 1)[-1]}"',
+                        },
+                        ExpiresIn=self.settings.presign_seconds,
+                    )
+                ),
+            )
+            for a in current.artifacts
+        ]
+        return answers.promoted_weights_message(dataset, model, current, links, self.settings.presign_seconds)
+
+    def logs_click(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """The card's Logs button: the same answer as `/train logs <job>`, to the person who clicked."""
+        job_id, channel, user = str(body["actions"][0]["value"]), _action_channel(body), str(body["user"]["id"])
+        try:
+            message = self.logs(self._job(job_id, channel))
+        except JobNotFound as e:
+            message = views.error_message(user_message(e))
+        except Exception as e:
+            logger.exception("could not answer the Logs button", job_id=job_id)
+            message = views.error_message(user_message(e))
+        self._answer_click(body, respond, client, channel, user, message)
+
+    # -- schedules -------------------------------------------------------------------------------------------
+
+    def schedules(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """`/train schedule`, `schedules` and `unschedule`, for those the access rules allow."""
+        cmd = _parsed(body)
+        user, channel = body["user_id"], body["channel_id"]
+        try:
+            if isinstance(cmd, SchedulesCommand):
+                message = answers.schedules_list(self._scheduler().list(channel))
+            elif isinstance(cmd, ScheduleCommand | UnscheduleCommand):
+                member_of = self.member_of(user, client)
+                refused = rules.start_refused(_team(body), channel, user, member_of, self.settings)
+                refused = refused or rules.schedule_refused(user, member_of, self.settings)
+                if refused is not None:
+                    logger.info("refused: may not manage schedules", user=user, reason=refused.reason)
+                    message = refusal(refused)
+                elif isinstance(cmd, ScheduleCommand):
+                    message = self._schedule(cmd, body)
+                else:
+                    message = self._unschedule(cmd.schedule_id, channel)
+            else:
+                raise TypeError("schedules runs for schedule, schedules and unschedule only (see its matcher)")
+        except ScheduleError as e:
+            message = views.error_message(user_message(e))
+        except Exception as e:
+            logger.exception("could not answer a schedule command")
+            message = views.error_message(user_message(e))
+        respond(response_type="ephemeral", **message)
+
+    def _scheduler(self) -> Schedules:
+        return Schedules.from_settings(self.schedule_settings, self.settings.region)
+
+    def _schedule(self, cmd: ScheduleCommand, body: dict[str, Any]) -> views.Message:
+        run = ScheduledRun(
+            schedule_id=commands.new_schedule_id(cmd.dataset, cmd.model, job_seed(body)),
+            dataset=cmd.dataset,
+            model=cmd.model,
+            options=list(cmd.options),
+            channel=body["channel_id"],
+            requested_by=body["user_id"],
+            label=cmd.when.label,
+            expression=cmd.when.expression,
+            timezone=cmd.timezone,
+        )
+        made = self._scheduler().create(run)
+        logger.info("schedule created", schedule_id=run.schedule_id, expression=run.expression)
+        return answers.schedule_created_message(made)
+
+    def _unschedule(self, schedule_id: str, channel: str) -> views.Message:
+        scheduler = self._scheduler()
+        found = scheduler.get(schedule_id)
+        if found is None or found.run.channel != channel:
+            return answers.no_schedule_message(schedule_id)
+        scheduler.delete(schedule_id)
+        logger.info("schedule deleted", schedule_id=schedule_id)
+        return answers.unscheduled_message(found)
+
+    # -- cancelling ------------------------------------------------------------------------------------------
+
+    def cancel(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """`/train cancel <job>`."""
         cmd = _parsed(body)
         if not isinstance(cmd, CancelCommand):
             raise TypeError("cancel runs for cancel commands only (see its matcher)")
-        message = self._cancel(cmd.job_id, body["channel_id"], body["user_id"])
+        message = self._cancel(cmd.job_id, body["channel_id"], body["user_id"], client)
         respond(response_type="ephemeral", **message)
 
     def cancel_click(self, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
         """The card's Cancel button: the same decision as `/train cancel`, answered to the person who clicked."""
-        job_id = str(body["actions"][0]["value"])
-        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"))
-        user = str(body["user"]["id"])
-        message = self._cancel(job_id, channel, user)
+        job_id, channel, user = str(body["actions"][0]["value"]), _action_channel(body), str(body["user"]["id"])
+        message = self._cancel(job_id, channel, user, client)
+        self._answer_click(body, respond, client, channel, user, message)
+
+    def _answer_click(
+        self, body: dict[str, Any], respond: Respond, client: WebClient, channel: str, user: str, message: views.Message
+    ) -> None:
         if body.get("response_url"):
             respond(response_type="ephemeral", replace_original=False, **message)
         else:
             client.chat_postEphemeral(channel=channel, user=user, **message)
 
-    def _cancel(self, job_id: str, channel: str, user: str) -> views.Message:
+    def _cancel(self, job_id: str, channel: str, user: str, client: WebClient) -> views.Message:
         """Ask the control plane to cancel, if `user` may: the bot never changes the job's status itself."""
         try:
             rec = self._job(job_id, channel)
-            refused = rules.cancel_refused(rec, user, self.settings.admins)
+            refused = rules.cancel_refused(
+                rec,
+                user,
+                self.settings.admins,
+                member_of=self.member_of(user, client),
+                admin_usergroups=self.settings.admin_usergroups,
+            )
             if refused is not None:
                 logger.info("cancel refused", job_id=job_id, user=user, reason=refused.reason)
                 return views.cancel_refused_message(rec, refused, self.settings.admins, time.time())
@@ -332,14 +457,16 @@ def build_app(settings: AppSettings, creds: SlackCredentials, *, lambda_client: 
         authorize=_authorize(creds),
         client=web_client(None, settings),  # the token comes with each request, from authorize
     )
-    jobs = Jobs(settings)
+    jobs, acks = Jobs(settings), Acks(settings)
     # bolt starts every lazy listener of the matching listener: matchers keep help from re-invoking the function.
-    app.command("/train", matchers=[_kind_is("train")])(ack=ack_train, lazy=[jobs.queue_job])
-    app.command("/train", matchers=[_kind_is("status", "list", "weights", "cost")])(ack=ack_lookup, lazy=[jobs.look_up])
-    app.command("/train", matchers=[_kind_is("cancel")])(ack=ack_lookup, lazy=[jobs.cancel])
-    app.command("/train")(answer)
-    app.action(views.DOWNLOAD_ACTION)(ack_link_click)
-    app.action(views.CANCEL_ACTION)(ack=ack_cancel_click, lazy=[jobs.cancel_click])
+    app.command("/train", matchers=[_kind_is("train")])(ack=acks.train, lazy=[jobs.queue_job])
+    app.command("/train", matchers=[_kind_is(*LOOKUPS)])(ack=acks.later, lazy=[jobs.look_up])
+    app.command("/train", matchers=[_kind_is(*SCHEDULING)])(ack=acks.later, lazy=[jobs.schedules])
+    app.command("/train", matchers=[_kind_is("cancel")])(ack=acks.later, lazy=[jobs.cancel])
+    app.command("/train")(acks.answer)
+    app.action(views.DOWNLOAD_ACTION)(acks.click)
+    app.action(views.CANCEL_ACTION)(ack=acks.click, lazy=[jobs.cancel_click])
+    app.action(views.LOGS_ACTION)(ack=acks.click, lazy=[jobs.logs_click])
     app.listener_runner.lazy_listener_runner = LambdaLazyListenerRunner(app.logger, lambda_client)
     return app
 

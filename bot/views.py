@@ -1,4 +1,5 @@
-"""Block Kit for everything the bot says: the job card, thread replies and command answers. Pure: data in, message out.
+"""Block Kit for the job card and the command answers, and the small builders bot.replies shares. Pure: data in,
+message out.
 
 Every message carries a plain `text` fallback (notifications, screen readers). Text that comes from a job
 (failure messages, log lines) is escaped, so a log line can never mention @channel or forge a link.
@@ -7,8 +8,9 @@ Every message carries a plain `text` fallback (notifications, screen readers). T
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
-from datetime import datetime
+from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import Any, TypedDict, get_args
 
 from bot.commands import USAGE, TrainCommand, example
@@ -23,11 +25,14 @@ from spotter.store import JobRecord
 Block = dict[str, Any]
 
 SECTION_LIMIT = 3000  # Slack's limit for a section's text
-LOG_CHARS = 2400  # room left for the failure headline in the same section
-MESSAGE_CHARS = 2000  # a control plane message (the launcher's list of types × zones) shown whole up to this
+FIELD_LIMIT = 2000  # and for one of a section's fields
 BAR_WIDTH = 20
+SPARK_WIDTH = 16  # the card's loss and mAP50 trends, in characters
+SPARK_MIN_POINTS = 3
+SPARKS = "▁▂▃▄▅▆▇█"
 DOWNLOAD_ACTION = "download_weights"
 CANCEL_ACTION = "cancel_job"
+LOGS_ACTION = "show_logs"  # the card's Logs button; its value is the job id
 TOP_JOBS = 5  # the jobs `/train cost` names for a channel
 ACTIVE_SHOWN = 5  # the active jobs a cap refusal names
 
@@ -67,11 +72,6 @@ FAILURE_HEADLINES = {
     "heartbeat": "The agent went silent",
     "attempts": "Too many attempts",
 }
-# What a person can change for the next try, where the failure's own message does not say it.
-FAILURE_HINTS = {
-    "oom": "Try a smaller `batch=` or `img=`, or a GPU with more memory (`instance=`).",
-    "nan_loss": "Try a smaller `batch=`, or start `from=pretrained`.",
-}
 SPOT_MODES = {"auto": "spot, else on-demand", "true": "spot only", "false": "on-demand"}
 # How an attempt ended (Attempt.ended_reason), in words.
 ENDED = {
@@ -80,6 +80,16 @@ ENDED = {
     "cancelled": "cancelled",
     "interrupted": "spot interruption",
     "vanished": "instance vanished",
+}
+# What each downloadable artifact is, beside its file name.
+ARTIFACT_ROLES = {
+    "best": "best weights",
+    "final": "final weights",
+    "last": "last weights",
+    "cfg": "network cfg",
+    "data": "darknet .data",
+    "names": "class names",
+    "config": "model config",
 }
 
 
@@ -124,6 +134,24 @@ def duration(seconds: float) -> str:
     return f"{s / 86400:.3g} days"
 
 
+def human_size(n: int) -> str:
+    """Bytes in decimal units: `812 B`, `6.2 MB`, `245 MB`, `1.3 GB`."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.5 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}" if value < 99.95 else f"{value:.0f} {unit}"
+
+
+def slack_date(at: float) -> str:
+    """A time Slack shows in each reader's own time zone (UTC in notifications and old clients)."""
+    fallback = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(at)}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
 def _number(value: object) -> str:
     """1, 2000000, 0.5, true: as a person would type them."""
     if isinstance(value, bool):
@@ -133,7 +161,7 @@ def _number(value: object) -> str:
     return str(value)
 
 
-def _score(value: float | None) -> str:
+def score(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
@@ -142,32 +170,70 @@ def _bar(fraction: float) -> str:
     return "█" * filled + "░" * (BAR_WIDTH - filled)
 
 
-def _mrkdwn(text: str) -> Block:
+def sparkline(values: Sequence[float], width: int = SPARK_WIDTH) -> str:
+    """The values' shape in block characters, at most `width` (each the mean of its share of the values)."""
+    if len(values) < SPARK_MIN_POINTS:
+        return ""
+    n = min(width, len(values))
+    bins = [values[i * len(values) // n : (i + 1) * len(values) // n] for i in range(n)]
+    means = [sum(b) / len(b) for b in bins]
+    low, high = min(means), max(means)
+    if high - low <= 1e-12:
+        return SPARKS[0] * n
+    return "".join(SPARKS[round((m - low) / (high - low) * (len(SPARKS) - 1))] for m in means)
+
+
+def mrkdwn(text: str) -> Block:
     return {"type": "mrkdwn", "text": text}
 
 
-def _plain(text: str) -> Block:
+def plain(text: str) -> Block:
     return {"type": "plain_text", "text": text}
 
 
-def _section(text: str) -> Block:
-    return {"type": "section", "text": _mrkdwn(text[:SECTION_LIMIT])}
+def section(text: str) -> Block:
+    return {"type": "section", "text": mrkdwn(text[:SECTION_LIMIT])}
 
 
-def _fields(*pairs: tuple[str, str]) -> Block:
-    return {"type": "section", "fields": [_mrkdwn(f"*{k}*\n{v}") for k, v in pairs]}
+def fields(*pairs: tuple[str, str], text: str | None = None) -> Block:
+    """A section of labelled values side by side (up to ten), under an optional line of text."""
+    block: Block = {"type": "section", "fields": [mrkdwn(f"*{k}*\n{v}"[:FIELD_LIMIT]) for k, v in pairs[:10]]}
+    if text:
+        block["text"] = mrkdwn(text[:SECTION_LIMIT])
+    return block
 
 
-def _context(*parts: str) -> Block:
-    return {"type": "context", "elements": [_mrkdwn(p) for p in parts if p]}
+def context(*parts: str) -> Block:
+    return {"type": "context", "elements": [mrkdwn(p) for p in parts if p]}
 
 
-def _download(url: str, label: str = "Download weights") -> Block:
-    return {"type": "button", "action_id": DOWNLOAD_ACTION, "text": _plain(label), "url": url, "style": "primary"}
+def actions(*elements: Block) -> Block:
+    return {"type": "actions", "elements": list(elements)}
 
 
-def _download_button(url: str, label: str = "Download weights") -> Block:
-    return {"type": "actions", "elements": [_download(url, label)]}
+def download_button(url: str, label: str = "Download weights", *, primary: bool = True) -> Block:
+    button: Block = {"type": "button", "action_id": DOWNLOAD_ACTION, "text": plain(label), "url": url}
+    if primary:
+        button["style"] = "primary"
+    return button
+
+
+def file_rows(links: Sequence[tuple[Artifact, str]], first_label: str = "Download") -> list[Block]:
+    """One row per file: its name, what it is, size and sha256, with its own download button (the first one
+    primary). Each row is its own block, so every button keeps the one DOWNLOAD_ACTION id."""
+    rows: list[Block] = []
+    for i, (art, url) in enumerate(links):
+        name = PurePosixPath(art.key).name
+        role = ARTIFACT_ROLES.get(art.name, art.name)
+        label = first_label if i == 0 else "Download"
+        rows.append(
+            {
+                "type": "section",
+                "text": mrkdwn(f"`{escape(name)}` · {escape(role)} · {human_size(art.size)}\nsha256 `{art.sha256}`"),
+                "accessory": download_button(url, label, primary=i == 0),
+            }
+        )
+    return rows
 
 
 def cancel_button(rec: JobRecord) -> Block:
@@ -175,32 +241,38 @@ def cancel_button(rec: JobRecord) -> Block:
     return {
         "type": "button",
         "action_id": CANCEL_ACTION,
-        "text": _plain("Cancel"),
+        "text": plain("Cancel"),
         "value": rec.job_id,
         "style": "danger",
         "confirm": {
-            "title": _plain("Cancel this job?"),
-            "text": _mrkdwn(
+            "title": plain("Cancel this job?"),
+            "text": mrkdwn(
                 f"`{rec.job_id}` ({escape(title(rec))}) stops: the weights written so far are uploaded, "
                 "then the instance is terminated."
             ),
-            "confirm": _plain("Cancel the job"),
-            "deny": _plain("Keep it going"),
+            "confirm": plain("Cancel the job"),
+            "deny": plain("Keep it going"),
             "style": "danger",
         },
     }
 
 
-def _message(text: str, blocks: list[Block]) -> Message:
+def logs_button(rec: JobRecord) -> Block:
+    """The card's Logs button: the app answers the person who clicked with the newest log's tail and links."""
+    return {"type": "button", "action_id": LOGS_ACTION, "text": plain("Logs"), "value": rec.job_id}
+
+
+def compose(text: str, blocks: list[Block]) -> Message:
+    """A message: its blocks and the plain text fallback that notifications and screen readers show."""
     return {"text": text, "blocks": blocks}
 
 
-def _dollars(amount: float) -> str:
+def dollars(amount: float) -> str:
     """Cents for real money, a tenth of a cent for the minutes a small job costs."""
     return f"${amount:,.2f}" if amount >= 0.1 else f"${amount:.3f}"
 
 
-def _percent(fraction: float | None) -> str:
+def percent(fraction: float | None) -> str:
     return f" ({round(100 * fraction)}%)" if fraction else ""
 
 
@@ -225,6 +297,11 @@ def status_label(rec: JobRecord, now: float) -> str:
     return label
 
 
+def started(rec: JobRecord) -> bool:
+    """An instance has run the job (so it may have logs)."""
+    return any(a.instance_id is not None for a in rec.attempts)
+
+
 def priced(jc: JobCost) -> bool:
     """Some instance time with a known price went into the job (a job that never got an instance cost nothing)."""
     return any(a.hours > 0 and a.price_usd_hour is not None for a in jc.attempts)
@@ -236,22 +313,12 @@ def cost_line(rec: JobRecord, now: float) -> str:
     if not priced(jc):
         return ""
     if not rec.status.is_terminal():
-        return f"{_dollars(jc.usd)} so far"
-    saving = f", {_dollars(jc.saving_usd)} less than on-demand{_percent(jc.saving_fraction)}" if jc.saving_usd else ""
-    return f"cost {_dollars(jc.usd)}{saving}"
+        return f"{dollars(jc.usd)} so far"
+    saving = f", {dollars(jc.saving_usd)} less than on-demand{percent(jc.saving_fraction)}" if jc.saving_usd else ""
+    return f"cost {dollars(jc.usd)}{saving}"
 
 
-def progress_line(rec: JobRecord) -> str:
-    """`epoch 7/20 · 35%`, or "" before the first progress report."""
-    p = rec.progress
-    if p is None:
-        return ""
-    total = p.total or rec.spec.length or None
-    count = f"{p.unit} {p.current}/{total}" if total else f"{p.unit} {p.current}"
-    return f"{count} · {round(100 * min(1.0, p.current / total))}%" if total else count
-
-
-def _reached(rec: JobRecord) -> str:
+def reached(rec: JobRecord) -> str:
     """`epoch 7/20`: how far the job got, or ""."""
     p = rec.progress
     if p is None:
@@ -260,14 +327,24 @@ def _reached(rec: JobRecord) -> str:
     return f"{p.unit} {p.current}/{total}" if total else f"{p.unit} {p.current}"
 
 
-def _instance_line(rec: JobRecord) -> str:
+def progress_line(rec: JobRecord) -> str:
+    """`epoch 7/20 · 35%`, or "" before the first progress report."""
+    p = rec.progress
+    if p is None:
+        return ""
+    total = p.total or rec.spec.length or None
+    return f"{reached(rec)} · {round(100 * min(1.0, p.current / total))}%" if total else reached(rec)
+
+
+def instance_line(rec: JobRecord, *, first_attempt: bool = False) -> str:
+    """`g4dn.xlarge · spot · us-east-1a · $0.158/h · attempt 2`; the attempt of a first one only if asked."""
     a = rec.current_attempt
     if a is None or a.instance_type is None:
         return f"attempt {rec.attempt}" if rec.attempt > 1 else ""
     parts = [a.instance_type, a.market or "", a.availability_zone or ""]
     if a.price_usd_hour is not None:
         parts.append(f"${a.price_usd_hour:.3f}/h")
-    if rec.attempt > 1:
+    if rec.attempt > 1 or first_attempt:
         parts.append(f"attempt {rec.attempt}")
     return " · ".join(p for p in parts if p)
 
@@ -275,8 +352,8 @@ def _instance_line(rec: JobRecord) -> str:
 def _metric_pair(latest: float | None, best: float | None) -> str:
     """The latest score, and the best epoch's when that one is higher (the best epoch is chosen by mAP50)."""
     if best is None or (latest is not None and best <= latest):
-        return _score(latest)
-    return f"{_score(latest)} (best {_score(best)})"
+        return score(latest)
+    return f"{score(latest)} (best {score(best)})"
 
 
 _MENTION = re.compile(r"<@([A-Z0-9]+)>")
@@ -320,7 +397,7 @@ def _ending(rec: JobRecord) -> str:
         return (
             ":no_entry_sign: Cancelled"
             + (f" by {mention(by)}" if by else "")
-            + (f" at {_reached(rec)}" if _reached(rec) else "")
+            + (f" at {reached(rec)}" if reached(rec) else "")
         )
     assert f is not None
     return f":x: {failure_headline(f.phase, f.kind)} (in *{escape(f.phase)}*): {safe(f.message)[:500]}"
@@ -329,187 +406,104 @@ def _ending(rec: JobRecord) -> str:
 # -- the job card ------------------------------------------------------------------------------------
 
 
+def _progress_section(rec: JobRecord) -> Block | None:
+    """The bar, `epoch 7/20 · 35%`, the loss with its trend, and the ETA while the job is running."""
+    p = rec.progress
+    if p is None:
+        return None
+    detail = [progress_line(rec)]
+    if p.loss is not None:
+        trend = sparkline([loss for _, loss in rec.loss_history])
+        detail.append(f"loss {p.loss:.4g}" + (f" `{trend}`" if trend else ""))
+    if p.eta_seconds is not None and not rec.status.is_terminal() and rec.status is not JobStatus.INTERRUPTED:
+        detail.append(f"ETA {duration(p.eta_seconds)}")
+    bar = f"`{_bar(p.fraction or 0.0)}`\n" if p.fraction is not None else ""
+    return section(bar + " · ".join(detail))
+
+
+def _scores_section(rec: JobRecord) -> Block | None:
+    """mAP50 latest and best (with the best's epoch and the trend), and mAP50-95 where the framework gives it."""
+    latest, best = rec.metrics, rec.best
+    if latest is None and best is None:
+        return None
+    map50 = _metric_pair(latest.map50 if latest else None, best.map50 if best else None)
+    if best is not None and best.map50 is not None and best.current is not None:
+        map50 += f"\nbest at {rec.spec.unit} {best.current}"
+    trend = sparkline([m.map50 for m in rec.metric_history if m.map50 is not None])
+    if trend:
+        map50 += f" `{trend}`"
+    pairs = [("mAP50", map50)]
+    latest95, best95 = (latest.map50_95 if latest else None), (best.map50_95 if best else None)
+    if latest95 is not None or best95 is not None:
+        pairs.append(("mAP50-95", _metric_pair(latest95, best95)))
+    return fields(*pairs)
+
+
+def card_buttons(rec: JobRecord, weights_url: str | None) -> list[Block]:
+    """Download (once there are weights), Logs (once an instance ran the job), Cancel (until it ends)."""
+    buttons: list[Block] = []
+    if weights_url and rec.status is JobStatus.SUCCEEDED:
+        buttons.append(download_button(weights_url))
+    elif weights_url and rec.status is JobStatus.CANCELLED:
+        buttons.append(download_button(weights_url, "Download weights so far"))
+    if started(rec):
+        buttons.append(logs_button(rec))
+    if not rec.status.is_terminal():
+        buttons.append(cancel_button(rec))
+    return buttons
+
+
+def _card_text(rec: JobRecord, label: str) -> str:
+    """The card's fallback: `persons · yolov4: Running (train), iteration 700/6000 · 12%, loss 1.84, mAP50 0.41.`"""
+    text = f"{title(rec)}: {label}"
+    if rec.phase and not rec.status.is_terminal():
+        text += f" ({rec.phase})"
+    if progress_line(rec):
+        text += f", {progress_line(rec)}"
+    if rec.progress and rec.progress.loss is not None and not rec.status.is_terminal():
+        text += f", loss {rec.progress.loss:.4g}"
+    best = rec.best.map50 if rec.best else None
+    if best is not None:
+        text += f", best mAP50 {score(best)}"
+    return f"{text}. Job {rec.job_id}."
+
+
 def job_card(rec: JobRecord, *, now: float, weights_url: str | None = None) -> Message:
     """The card posted when the job is queued and updated in place as it runs."""
     emoji, _ = STATUS[rec.status]
     label = status_label(rec, now)
+    phase = f"{PHASE_EMOJI.get(rec.phase, '')} {rec.phase}".strip() if rec.phase else "–"
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title(rec)[:150], "emoji": True}},
-        _fields(("Status", f"{emoji} {label}"), ("Phase", rec.phase or "–")),
+        fields(("Status", f"{emoji} {label}"), ("Phase", phase)),
     ]
-    p = rec.progress
-    if p is not None:
-        detail = [progress_line(rec)]
-        if p.loss is not None:
-            detail.append(f"loss {p.loss:.4g}")
-        if p.eta_seconds is not None and not rec.status.is_terminal() and rec.status is not JobStatus.INTERRUPTED:
-            detail.append(f"ETA {duration(p.eta_seconds)}")
-        bar = f"`{_bar(p.fraction or 0.0)}`\n" if p.fraction is not None else ""
-        blocks.append(_section(bar + " · ".join(detail)))
-    latest, best = rec.metrics, rec.best
-    if latest or best:
-        blocks.append(
-            _fields(
-                ("mAP50", _metric_pair(latest.map50 if latest else None, best.map50 if best else None)),
-                ("mAP50-95", _metric_pair(latest.map50_95 if latest else None, best.map50_95 if best else None)),
-            )
-        )
+    for block in (_progress_section(rec), _scores_section(rec)):
+        if block is not None:
+            blocks.append(block)
     if rec.status is JobStatus.INTERRUPTED:
-        blocks.append(_section(_interruption(rec)))
+        blocks.append(section(_interruption(rec)))
     if rec.status is JobStatus.CANCELLED or (rec.failure is not None and rec.status is JobStatus.FAILED):
-        blocks.append(_section(_ending(rec)))
-    buttons: list[Block] = []
-    if weights_url and rec.status is JobStatus.SUCCEEDED:
-        buttons.append(_download(weights_url))
-    elif weights_url and rec.status is JobStatus.CANCELLED:
-        buttons.append(_download(weights_url, "Download weights so far"))
-    elif not rec.status.is_terminal():
-        buttons.append(cancel_button(rec))
+        blocks.append(section(_ending(rec)))
+    buttons = card_buttons(rec, weights_url)
     if buttons:
-        blocks.append({"type": "actions", "elements": buttons})
+        blocks.append(actions(*buttons))
     blocks.append(
-        _context(
-            _instance_line(rec),
+        context(
+            instance_line(rec, first_attempt=True),
             cost_line(rec, now),
             f"elapsed {duration(elapsed(rec, now))}",
             f"requested by {mention(rec.spec.requested_by)}",
             f"job `{rec.job_id}`",
         )
     )
-    text = f"{title(rec)}: {label}"
-    if rec.phase and not rec.status.is_terminal():
-        text += f" ({rec.phase})"
-    if progress_line(rec):
-        text += f", {progress_line(rec)}"
-    return _message(f"{text}. Job {rec.job_id}.", blocks)
-
-
-# -- thread replies ----------------------------------------------------------------------------------
-
-
-def note_reply(rec: JobRecord, note: str, *, notify_requester: bool) -> Message:
-    """Something the control plane did to the job (a relaunch, the watchdog's action), said in its thread."""
-    who = f"{mention(rec.spec.requested_by)} " if notify_requester else ""
-    text = f"{who}{safe_note(note)}"
-    return _message(text[:SECTION_LIMIT], [_section(f":information_source: {text}")])
-
-
-def phase_reply(rec: JobRecord, phase: str, *, cached: bool) -> Message:
-    what = "restored from cache" if cached else "started"
-    where = f" on {_instance_line(rec)}" if phase == "install" and _instance_line(rec) else ""
-    text = f"{PHASE_EMOJI.get(phase, ':arrow_forward:')} *{phase}* {what}{where}"
-    return _message(f"{phase} {what}{where}", [_section(text)])
-
-
-def best_reply(rec: JobRecord) -> Message:
-    b = rec.best
-    assert b is not None and b.map50 is not None, "a new best always has mAP50"
-    at = ""
-    if b.current is not None:
-        total = rec.spec.length or (rec.progress.total if rec.progress else None)
-        at = f" at {rec.spec.unit} {b.current}" + (f"/{total}" if total else "")
-    extra = f" (mAP50-95 {_score(b.map50_95)})" if b.map50_95 is not None else ""
-    return _message(
-        f"New best mAP50 {_score(b.map50)}{extra}{at}",
-        [_section(f":chart_with_upwards_trend: New best mAP50 *{_score(b.map50)}*{extra}{at}")],
-    )
-
-
-def _code_block(lines: list[str]) -> str:
-    """The last lines that fit, escaped, with no fence of their own to break ours."""
-    kept: list[str] = []
-    size = 0
-    for line in reversed(lines):
-        line = escape(line.replace("```", "'''"))
-        if size + len(line) + 1 > LOG_CHARS:
-            break
-        kept.insert(0, line)
-        size += len(line) + 1
-    return "```\n" + "\n".join(kept) + "\n```" if kept else ""
-
-
-def _so_far(rec: JobRecord) -> str:
-    """How far a job got before it ended: `Reached epoch 7/20, best mAP50 0.610.`, or ""."""
-    parts = [f"reached {_reached(rec)}"] if _reached(rec) else []
-    if rec.best and rec.best.map50 is not None:
-        parts.append(f"best mAP50 {_score(rec.best.map50)}")
-    return (", ".join(parts) + ".").capitalize() if parts else ""
-
-
-def failure_reply(rec: JobRecord, *, now: float, note: str | None = None) -> Message:
-    """A failed job's end: who asked, what kind of failure, the control plane's or the log's own words."""
-    who = mention(rec.spec.requested_by)
-    f = rec.failure
-    if f is None:
-        return _message(f"{who} {title(rec)} failed.", [_section(f":x: {who} *{escape(title(rec))}* failed.")])
-    headline = failure_headline(f.phase, f.kind)
-    message = safe(f.message)[:MESSAGE_CHARS]
-    head = f":x: {who} *Failed* in `{escape(f.phase)}` ({escape(f.kind)}): *{headline}*\n{message}"
-    blocks = [_section(head)]
-    if f.last_lines:
-        blocks.append(_section("Last lines of the log:\n" + _code_block(f.last_lines)))
-    after = [FAILURE_HINTS.get(f.kind, ""), _so_far(rec), cost_line(rec, now).capitalize()]
-    if note:
-        after.append(safe_note(note))
-    if any(after):
-        blocks.append(_context(*after))
-    text = f"{who} Failed in {escape(f.phase)} ({escape(f.kind)}): {headline}. {safe(f.message)[:500]}"
-    return _message(text, blocks)
-
-
-def cancelled_reply(
-    rec: JobRecord, *, now: float, weights: tuple[Artifact, str] | None, note: str | None = None
-) -> Message:
-    """A cancelled job's end: by whom (the requester is told when it was someone else), and the weights so far."""
-    by = cancelled_by(rec)
-    requester = rec.spec.requested_by
-    who = f"{mention(requester)}, " if by != requester else ""
-    by_whom = f" by {mention(by)}" if by else ""
-    at = f" at {_reached(rec)}" if _reached(rec) else ""
-    head = f"{who}`{rec.job_id}` ({escape(title(rec))}) was cancelled{by_whom}{at}."
-    if weights is not None:
-        art, _ = weights
-        kept = f"Weights written so far: `{escape(art.name)}`, {art.size / 1e6:.1f} MB, sha256 `{art.sha256[:12]}…`."
-    else:
-        kept = "No weights had been written yet."
-    blocks = [_section(f":no_entry_sign: {head} {kept}")]
-    if weights is not None:
-        blocks.append(_download_button(weights[1], "Download weights so far"))
-    after = [_so_far(rec), cost_line(rec, now).capitalize(), safe_note(note) if note else ""]
-    if any(after):
-        blocks.append(_context(*after))
-    link = f" {weights[1]}" if weights else ""
-    return _message(f"{head} {kept}{link}", blocks)
-
-
-def result_reply(rec: JobRecord, *, now: float, weights_url: str | None) -> Message:
-    latest, best = rec.metrics, rec.best
-    parts = [f"mAP50 {_score(latest.map50 if latest else None)} final, {_score(best.map50 if best else None)} best"]
-    if best and best.map50_95 is not None:
-        parts.append(f"mAP50-95 {_score(best.map50_95)} at the best mAP50")
-    parts.append(f"took {duration(elapsed(rec, now))}")
-    if rec.attempt > 1:
-        parts.append(f"{rec.attempt} attempts")
-    jc = cost.job_cost(rec, now)
-    if priced(jc):
-        saving = (
-            f" ({_dollars(jc.saving_usd)} less than on-demand{_percent(jc.saving_fraction)})" if jc.saving_usd else ""
-        )
-        parts.append(f"about {_dollars(jc.usd)} of instance time{saving}")
-    summary = " · ".join(parts)
-    who = mention(rec.spec.requested_by)
-    blocks = [_section(f":white_check_mark: {who} *Done*: {summary}")]
-    if weights_url:
-        blocks.append(_download_button(weights_url))
-    link = f" Weights: {weights_url}" if weights_url else ""
-    return _message(f"{who} Done: {summary}.{link}", blocks)
+    return compose(_card_text(rec, label), blocks)
 
 
 # -- command answers ---------------------------------------------------------------------------------
 
 
 def error_message(text: str) -> Message:
-    return _message(text, [_section(f":warning: {text}")])
+    return compose(text, [section(f":warning: {text}")])
 
 
 def not_available(name: str) -> Message:
@@ -524,7 +518,7 @@ def queued_message(cmd: TrainCommand, job_id: str) -> Message:
     details += [f"{p.gpus} GPUs" if p.gpus > 1 else "", SPOT_MODES[p.spot], f"up to {p.max_hours:g} h"]
     what = f"{cmd.dataset} · {cmd.model} ({', '.join(d for d in details if d)})"
     text = f"Queued `{job_id}`: {what}. Its card will appear in this channel."
-    return _message(text, [_section(f":inbox_tray: {text}")])
+    return compose(text, [section(f":inbox_tray: {text}")])
 
 
 def _option_lines() -> list[str]:
@@ -564,7 +558,7 @@ def _models_by_framework() -> dict[str, list[catalog.Model]]:
 
 
 def _model_sections() -> list[Block]:
-    return [_section(f"*{recipe}*\n" + "\n".join(_model_lines(ms))) for recipe, ms in _models_by_framework().items()]
+    return [section(f"*{recipe}*\n" + "\n".join(_model_lines(ms))) for recipe, ms in _models_by_framework().items()]
 
 
 CLASSES_SHOWN = 8  # longer class lists (COCO's 80) show their first and last names
@@ -598,26 +592,26 @@ def help_message() -> Message:
     commands = [f"`{usage}` {what}" for usage, what in USAGE.values()]
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": "Spotter: train detectors on spot GPUs"}},
-        _section("*Commands*\n" + "\n".join(commands)),
-        _section("*Datasets*\n" + "\n".join(_dataset_lines())),
-        _section(OWN_DATASET),
-        _section("*Models*, by framework"),
+        section("*Commands*\n" + "\n".join(commands)),
+        section("*Datasets*\n" + "\n".join(_dataset_lines())),
+        section(OWN_DATASET),
+        section("*Models*, by framework"),
         *_model_sections(),
-        _section("*Options* (`key=value` after the model)\n" + "\n".join(_option_lines())),
-        _context(f"Example: `{example()}`"),
+        section("*Options* (`key=value` after the model)\n" + "\n".join(_option_lines())),
+        context(f"Example: `{example()}`"),
     ]
-    return _message(f"Spotter commands: {', '.join(u for u, _ in USAGE.values())}. Example: {example()}", blocks)
+    return compose(f"Spotter commands: {', '.join(u for u, _ in USAGE.values())}. Example: {example()}", blocks)
 
 
 def datasets_message() -> Message:
-    blocks = [_section("*Datasets*\n" + "\n".join(_dataset_lines())), _section(OWN_DATASET)]
-    return _message(f"Datasets: {', '.join(catalog.DATASETS)}, or your own s3://bucket/prefix/", blocks)
+    blocks = [section("*Datasets*\n" + "\n".join(_dataset_lines())), section(OWN_DATASET)]
+    return compose(f"Datasets: {', '.join(catalog.DATASETS)}, or your own s3://bucket/prefix/", blocks)
 
 
 def models_message() -> Message:
     groups = _models_by_framework()
     text = "; ".join(f"{recipe}: {', '.join(m.name for m in ms)}" for recipe, ms in groups.items())
-    return _message(f"Models by framework: {text}", [_section("*Models*, by framework"), *_model_sections()])
+    return compose(f"Models by framework: {text}", [section("*Models*, by framework"), *_model_sections()])
 
 
 def job_line(rec: JobRecord, now: float) -> str:
@@ -626,7 +620,7 @@ def job_line(rec: JobRecord, now: float) -> str:
     if progress_line(rec) and not rec.status.is_terminal():
         parts.append(progress_line(rec))
     if rec.best and rec.best.map50 is not None:
-        parts.append(f"best mAP50 {_score(rec.best.map50)}")
+        parts.append(f"best mAP50 {score(rec.best.map50)}")
     parts += [f"<@{rec.spec.requested_by}>", duration(elapsed(rec, now))]
     return " · ".join(parts)
 
@@ -634,23 +628,31 @@ def job_line(rec: JobRecord, now: float) -> str:
 def job_list(records: list[JobRecord], now: float) -> Message:
     if not records:
         text = f"No jobs in this channel yet. Start one: `{example()}`."
-        return _message(text, [_section(text)])
+        return compose(text, [section(text)])
     lines = [job_line(r, now) for r in records]
     summary = ", ".join(f"{r.job_id} ({STATUS[r.status][1].lower()})" for r in records)
-    return _message(
+    return compose(
         f"Recent jobs in this channel: {summary}",
-        [_section("*Recent jobs in this channel*\n" + "\n".join(lines))],
+        [section("*Recent jobs in this channel*\n" + "\n".join(lines))],
     )
 
 
-def weights_message(rec: JobRecord, artifact: Artifact, url: str, expires_in: int) -> Message:
-    best = f", best mAP50 {_score(rec.best.map50)}" if rec.best and rec.best.map50 is not None else ""
-    size = f"{artifact.size / 1e6:.1f} MB"
+def weights_message(rec: JobRecord, links: Sequence[tuple[Artifact, str]], *, expires_in: int, now: float) -> Message:
+    """The job's downloads, weights first: each file's name, what it is, size and sha256, its button, and when the
+    links stop working (`/train weights` makes new ones)."""
+    if not links:
+        raise ValueError("weights_message needs at least one link")
+    weights, url = links[0]
+    best = f", best mAP50 {score(rec.best.map50)}" if rec.best and rec.best.map50 is not None else ""
+    head = f"Weights of `{rec.job_id}` ({escape(title(rec))}{best})"
+    until = f"The links work for {duration(expires_in)}, until {slack_date(now + expires_in)}."
+    with_them = f" With {', '.join(a.name for a, _ in links[1:])}." if len(links) > 1 else ""
     text = (
-        f"Weights of `{rec.job_id}` ({title(rec)}{best}): {artifact.name}, {size}, "
-        f"sha256 `{artifact.sha256[:12]}…`. The link works for {duration(expires_in)}."
+        f"Weights of `{rec.job_id}` ({title(rec)}{best}): {weights.name}, {human_size(weights.size)}, "
+        f"sha256 `{weights.sha256[:12]}…`.{with_them} The link works for {duration(expires_in)}. {url}"
     )
-    return _message(f"{text} {url}", [_section(f":package: {text}"), _download_button(url)])
+    blocks = [section(f":package: *{head}*"), *file_rows(links), context(until)]
+    return compose(text, blocks)
 
 
 # -- cancel ------------------------------------------------------------------------------------------
@@ -666,7 +668,7 @@ def cancelling_message(rec: JobRecord) -> Message:
         )
     else:
         text = f"Cancelling `{rec.job_id}`: no instance is running it, so it ends now."
-    return _message(text, [_section(f":no_entry_sign: {text}")])
+    return compose(text, [section(f":no_entry_sign: {text}")])
 
 
 def cancel_refused_message(rec: JobRecord, refused: CancelRefused, admins: Collection[str], now: float) -> Message:
@@ -704,12 +706,12 @@ def cap_message(job_id: str, cap: CapReached, active_here: list[str]) -> Message
         )
     else:
         text = (
-            f"`{job_id}` was not started: {_dollars(cap.current)} was spent today (since 00:00 UTC) and the daily "
-            f"cap is {_dollars(cap.limit)} (template parameter `{cap.parameter}`). Run the command again after "
+            f"`{job_id}` was not started: {dollars(cap.current)} was spent today (since 00:00 UTC) and the daily "
+            f"cap is {dollars(cap.limit)} (template parameter `{cap.parameter}`). Run the command again after "
             f"midnight UTC, or raise `{cap.parameter}`."
         )
     text += " Nothing was queued."
-    return _message(text, [_section(f":no_entry: {text}")])
+    return compose(text, [section(f":no_entry: {text}")])
 
 
 # -- cost --------------------------------------------------------------------------------------------
@@ -738,7 +740,7 @@ def _attempt_line(rec: JobRecord, a: cost.AttemptCost) -> str:
         if att.progress_at_end is not None:
             end += f" at {rec.spec.unit} {att.progress_at_end}"
     return (
-        f"*{a.number}.* `{a.instance_type}` {where} · {price} · {duration(a.hours * 3600)} · {_dollars(a.usd)} · {end}"
+        f"*{a.number}.* `{a.instance_type}` {where} · {price} · {duration(a.hours * 3600)} · {dollars(a.usd)} · {end}"
     )
 
 
@@ -746,7 +748,7 @@ def _saving(jc_usd: float, on_demand_usd: float) -> str:
     if on_demand_usd <= 0:
         return "no on-demand price to compare with"
     saved = max(0.0, on_demand_usd - jc_usd)
-    return f"on-demand {_dollars(on_demand_usd)}, saved {_dollars(saved)}{_percent(saved / on_demand_usd)}"
+    return f"on-demand {dollars(on_demand_usd)}, saved {dollars(saved)}{percent(saved / on_demand_usd)}"
 
 
 PRICES_NOTE = (
@@ -760,36 +762,36 @@ def job_cost_message(rec: JobRecord, now: float) -> Message:
     lines = [_attempt_line(rec, a) for a in jc.attempts] or ["No attempt yet: nothing spent."]
     so_far = " so far" if any(a.running for a in jc.attempts) else ""
     total = (
-        f"*Total{so_far}*: {_dollars(jc.usd)} for {duration(jc.hours * 3600)} of instance time; "
+        f"*Total{so_far}*: {dollars(jc.usd)} for {duration(jc.hours * 3600)} of instance time; "
         f"{_saving(jc.usd, jc.on_demand_usd)}."
     )
     head = f"*Cost of `{rec.job_id}`* ({escape(title(rec))}, {STATUS[rec.status][1].lower()})"
-    blocks = [_section(head + "\n" + "\n".join(lines)), _section(total), _context(PRICES_NOTE)]
-    text = f"Cost of {rec.job_id}: {_dollars(jc.usd)}{so_far}; {_saving(jc.usd, jc.on_demand_usd)}."
-    return _message(text, blocks)
+    blocks = [section(head + "\n" + "\n".join(lines)), section(total), context(PRICES_NOTE)]
+    text = f"Cost of {rec.job_id}: {dollars(jc.usd)}{so_far}; {_saving(jc.usd, jc.on_demand_usd)}."
+    return compose(text, blocks)
 
 
 def channel_cost_message(records: list[JobRecord], now: float, days: int) -> Message:
     """`/train cost`: this channel's jobs of the last `days` days, the total, the saving, and the costliest jobs."""
     if not records:
         text = f"No jobs in this channel in the last {days} days: nothing spent."
-        return _message(text, [_section(text)])
+        return compose(text, [section(text)])
     costs = [(rec, cost.job_cost(rec, now)) for rec in records]
     usd = sum(jc.usd for _, jc in costs)
     on_demand = sum(jc.on_demand_usd for _, jc in costs)
     hours = sum(gpu_hours(jc) for _, jc in costs)
     summary = (
-        f"{len(records)} job{'s' if len(records) != 1 else ''}, {_dollars(usd)} for {hours:.1f} GPU hours; "
+        f"{len(records)} job{'s' if len(records) != 1 else ''}, {dollars(usd)} for {hours:.1f} GPU hours; "
         f"{_saving(usd, on_demand)}."
     )
     top = sorted((c for c in costs if c[1].usd > 0), key=lambda c: c[1].usd, reverse=True)[:TOP_JOBS]
     lines = [
-        f"`{rec.job_id}` {escape(title(rec))} · {STATUS[rec.status][1].lower()} · {_dollars(jc.usd)} · "
+        f"`{rec.job_id}` {escape(title(rec))} · {STATUS[rec.status][1].lower()} · {dollars(jc.usd)} · "
         f"{len(rec.attempts)} attempt{'s' if len(rec.attempts) != 1 else ''}"
         for rec, jc in top
     ]
-    blocks = [_section(f"*This channel, last {days} days*: {summary}")]
+    blocks = [section(f"*This channel, last {days} days*: {summary}")]
     if lines:
-        blocks.append(_section("*Costliest jobs*\n" + "\n".join(lines)))
-    blocks.append(_context(PRICES_NOTE))
-    return _message(f"This channel, last {days} days: {summary}", blocks)
+        blocks.append(section("*Costliest jobs*\n" + "\n".join(lines)))
+    blocks.append(context(PRICES_NOTE))
+    return compose(f"This channel, last {days} days: {summary}", blocks)

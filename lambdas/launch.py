@@ -26,6 +26,7 @@ from spotter import catalog, cost, layout
 from spotter.aws import client
 from spotter.config import LauncherSettings, Settings
 from spotter.events import SOURCE_LAUNCHER, Bus, ErrorKind, JobError, JobLaunched
+from spotter.models import ModelRegistry
 from spotter.spec import JobSpec, ResumeFrom, RunSpec, SpotMode
 from spotter.status import JobStatus
 from spotter.store import Failure, JobRecord, JobsStore, TransitionError
@@ -475,6 +476,11 @@ class Launcher:
             region=self.settings.region,
             classes=catalog.dataset(spec.dataset).classes,
             resume=resume,
+            initial_weights=(
+                ModelRegistry(self.s3, self.settings.bucket).initial_weights(spec.dataset, spec.model)
+                if spec.params.from_ == "promoted"
+                else None
+            ),
         )
         key = layout.run_spec(spec.job_id)
         self.s3.put_object(

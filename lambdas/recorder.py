@@ -38,8 +38,9 @@ from spotter.events import (
     from_eventbridge,
 )
 from spotter.lifecycle import Outcome
+from spotter.models import ModelRegistry
 from spotter.status import JobStatus
-from spotter.store import JobRecord, JobsStore
+from spotter.store import JobRecord, JobsStore, Promotion
 
 logger = Logger()
 # Flushing needs a namespace, also where the template's POWERTOOLS_* variables are not set (the local stack).
@@ -77,7 +78,8 @@ class Recorder:
     def record(self, ev: JobEvent) -> Outcome:
         if isinstance(ev, JobCancelRequested):
             self._tell_agent(ev)
-        outcome = lifecycle.apply(self.store, ev)
+        promotion = self._promotion(ev) if isinstance(ev, JobFinished) else None
+        outcome = lifecycle.apply(self.store, ev, promotion=promotion)
         if not outcome.changed and recorded_end(ev, outcome.record):
             # The end was recorded by an earlier delivery that could not tell the notifier: tell it now.
             outcome = Outcome(outcome.record, changed=True, status_changed=True)
@@ -89,6 +91,18 @@ class Recorder:
             why = f"EC2 reclaimed the spot instance (notice: {ev.action})."
             Recovery(self.settings, self.store, self.bus).after_interruption(ev.job_id, why, ev.detail_type)
         return outcome
+
+    def _promotion(self, ev: JobFinished) -> Promotion | None:
+        """A scheduled run that finished: its weights replace the promoted ones if they score better."""
+        rec = self.store.find(ev.job_id)
+        if rec is None or rec.spec.schedule_id is None or rec.attempt != ev.attempt or rec.status.is_terminal():
+            return None
+        final = ev.metrics
+        map50 = final.map50 if final and final.map50 is not None else (rec.best.map50 if rec.best else None)
+        map50_95 = final.map50_95 if final and final.map50 is not None else (rec.best.map50_95 if rec.best else None)
+        promotion = ModelRegistry(self.s3, self.settings.bucket).consider(rec, ev.artifacts, map50, map50_95, ev.at)
+        logger.info("promotion decided", promoted=promotion.promoted, map50=map50, previous=promotion.previous_map50)
+        return promotion
 
     def _tell_agent(self, ev: JobCancelRequested) -> None:
         """The agent polls its control object: a cancel reaches it there, whatever state the record is in."""

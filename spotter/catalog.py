@@ -337,3 +337,8 @@ def model(name: str) -> Model:
         return MODELS[name]
     except KeyError:
         raise CatalogError(f"Unknown model `{name}`. Models: {_choices(MODELS)}.") from None
+
+
+def default_start(model: Model) -> str:
+    """Where a scheduled run of `model` starts: the promoted weights where it can start from weights at all."""
+    return "promoted" if model.recipe_vars.get("pretrained") else "scratch"

@@ -50,7 +50,12 @@ class BotSettings(Settings):
     slack_secret: str = Field(description="Secrets Manager id of {bot_token, signing_secret}")
     slack_api_url: str = "https://slack.com/api/"
     card_interval_seconds: float = 10.0
-    presign_seconds: int = 3 * 24 * 3600
+    # Download links (weights, their companion files, logs) are minted when asked for and work this long (S3's
+    # presigned URLs work for a week at most).
+    presign_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    best_announce_interval_seconds: float = Field(
+        300.0, ge=0, description="the least time between two new-best replies in a job's thread (the card shows all)"
+    )
 
 
 class LauncherSettings(Settings):

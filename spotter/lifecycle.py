@@ -127,14 +127,15 @@ def _apply(store: JobsStore, ev: JobEvent, promotion: Promotion | None = None) -
     if isinstance(ev, JobPhase):
         target = JobStatus.UPLOADING if ev.phase == "upload" else JobStatus.RUNNING
         rec = _advance(store, rec, target, ev.attempt)
-        updated = (
-            store.record_phase(ev.job_id, ev.attempt, ev.phase, ev.seq) if ev.state in ("started", "cached") else None
-        )
+        starts = ev.state in ("started", "cached")
+        updated = store.record_phase(ev.job_id, ev.attempt, ev.phase, ev.seq) if starts else None
+        # A phase's start is announced once, even when it arrives after a later phase's (deliveries race).
+        first = starts and store.first_sight_of_phase(ev.job_id, ev.attempt, ev.phase)
         return Outcome(
             updated or rec,
-            changed=updated is not None or rec.status != before,
+            changed=updated is not None or first or rec.status != before,
             status_changed=rec.status != before,
-            phase_changed=updated is not None,
+            phase_changed=first,
         )
     if isinstance(ev, JobProgress):
         rec = _advance(store, rec, JobStatus.RUNNING, ev.attempt)

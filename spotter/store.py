@@ -7,11 +7,12 @@ updates too, so concurrent and out-of-order bus deliveries cannot move a job bac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +27,16 @@ STATUS_INDEX = "by-status"
 METRIC_HISTORY_MAX = 500
 # The loss curve kept for the result chart: one point per progress event, as many as a chart can show.
 LOSS_HISTORY_MAX = 2000
+# The parts of telling the channel a job ended, each claimed on its own so a retried delivery redoes only what
+# Slack did not take: the thread reply (result, failure, cancel), the result chart, the final card.
+AnnouncementPart = Literal["reply", "chart", "card"]
+ANNOUNCEMENT_ATTRIBUTES: dict[str, str] = {
+    "reply": "announced_reply",
+    "chart": "announced_chart",
+    "card": "announced_card",
+}
+# A part held longer than this was held by a delivery that died (the notifier's timeout is 30 s): it is taken over.
+ANNOUNCEMENT_LEASE_SECONDS = 60.0
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -138,6 +149,14 @@ class Promotion(_Record):
         return self.map50 - self.previous_map50
 
 
+class Announcement(_Record):
+    """One part of a job's end being shown in Slack: since when a delivery holds it, and whether Slack has it."""
+
+    status: JobStatus
+    claimed_at: float
+    done: bool = False
+
+
 class SlackRef(_Record):
     channel: str
     card_ts: str
@@ -168,7 +187,9 @@ class JobRecord(_Record):
     failure: Failure | None = None
     slack: SlackRef | None = None
     card_updated_at: float = 0.0
-    announced: JobStatus | None = None
+    announced_reply: Announcement | None = None
+    announced_chart: Announcement | None = None
+    announced_card: Announcement | None = None
     heartbeat_at: float | None = None
     finished_at: float | None = None
     checkpoint: Checkpoint | None = None
@@ -179,6 +200,16 @@ class JobRecord(_Record):
     @property
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    def announced_part(self, part: AnnouncementPart) -> bool:
+        """Slack has this part of the job's end in its current status."""
+        claim: Announcement | None = getattr(self, ANNOUNCEMENT_ATTRIBUTES[part])
+        return claim is not None and claim.done and claim.status is self.status
+
+    @property
+    def announced(self) -> JobStatus | None:
+        """The ended status whose reply is in the thread, or None."""
+        return self.status if self.announced_part("reply") else None
 
     @property
     def resumable_checkpoint(self) -> Checkpoint | None:
@@ -259,6 +290,12 @@ class _Expr:
             f"{self.n('attempt')} = {self.v(attempt)} AND (attribute_not_exists({self.n(seq_attr)}) "
             f"OR {self.n(seq_attr)} < {self.v(seq)})"
         )
+
+    def v_set(self, *items: str) -> str:
+        """A string set value (DynamoDB's ADD merges it into the attribute's set)."""
+        key = f":v{len(self.values)}"
+        self.values[key] = {"SS": list(items)}
+        return key
 
     def args(self, condition: str) -> dict[str, Any]:
         return {
@@ -549,6 +586,26 @@ class JobsStore:
         e = _Expr().set("phase", phase).set("heartbeat_at", time.time())
         return self._apply(job_id, e, e.newer(attempt, "phase_seq", seq))
 
+    def first_sight_of_phase(self, job_id: str, attempt: int, phase: str) -> bool:
+        """True once per attempt and phase: whoever delivers its start first, even after a later phase's."""
+        e = _Expr()
+        seen = e.n("phases_seen")
+        mark = f"{attempt}:{phase}"
+        args = {
+            "UpdateExpression": f"ADD {seen} {e.v_set(mark)}",
+            "ConditionExpression": (
+                f"attribute_exists(job_id) AND {e.n('attempt')} = {e.v(attempt)} "
+                f"AND (attribute_not_exists({seen}) OR NOT contains({seen}, {e.v(mark)}))"
+            ),
+            "ExpressionAttributeNames": e.names,
+            "ExpressionAttributeValues": e.values,
+        }
+        try:
+            self.db.update_item(TableName=self.table, Key={"job_id": {"S": job_id}}, **args)
+        except self.db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def record_heartbeat(self, job_id: str, attempt: int) -> JobRecord | None:
         """The current attempt's agent is alive."""
         e = _Expr().set("heartbeat_at", time.time())
@@ -604,31 +661,76 @@ class JobsStore:
         )
         return (best or rec), best is not None
 
-    def claim_best_announcement(self, job_id: str, map50: float, step: float) -> bool:
-        """Take the right to announce `map50` as the new best: only once it beats the last one announced by `step`."""
-        e = _Expr().set("announced_best", map50)
-        cond = (
-            f"attribute_not_exists({e.n('announced_best')}) AND {e.v(map50)} >= {e.v(step)} "
-            f"OR {e.n('announced_best')} <= {e.v(map50 - step)}"
-        )
+    def claim_best_announcement(
+        self,
+        job_id: str,
+        map50: float,
+        step: float,
+        *,
+        interval: float = 0.0,
+        limit: int | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Take the right to announce `map50` as the new best: only once it beats the last one announced by `step`,
+        `interval` seconds or more after it, and while fewer than `limit` were announced (None: no limit)."""
+        now = time.time() if now is None else now
+        e = _Expr().set("announced_best", map50).set("announced_best_at", now)
+        best, at, count = e.n("announced_best"), e.n("announced_best_at"), e.n("announced_best_count")
+        e.sets.append(f"{count} = if_not_exists({count}, {e.v(0)}) + {e.v(1)}")
+        later = f"{best} <= {e.v(map50 - step)} AND (attribute_not_exists({at}) OR {at} <= {e.v(now - interval)})"
+        if limit is not None:
+            later += f" AND (attribute_not_exists({count}) OR {count} < {e.v(limit)})"
+        cond = f"(attribute_not_exists({best}) AND {e.v(map50)} >= {e.v(step)}) OR ({later})"
         return self._apply(job_id, e, cond) is not None
 
     def set_slack(self, job_id: str, ref: SlackRef) -> JobRecord | None:
         e = _Expr().set("slack", ref.model_dump()).set("card_updated_at", time.time())
         return self._apply(job_id, e, "attribute_exists(job_id)")
 
-    def claim_announcement(self, job_id: str, status: JobStatus) -> bool:
-        """Take the right to tell the channel the job ended in `status` (once, whoever delivers the event)."""
-        e = _Expr().set("announced", status.value)
+    def claim_announcement(
+        self,
+        job_id: str,
+        status: JobStatus,
+        part: AnnouncementPart = "reply",
+        *,
+        lease: float = ANNOUNCEMENT_LEASE_SECONDS,
+        now: float | None = None,
+    ) -> float | None:
+        """Take the right to show `part` of the job's end in `status` (once, whoever delivers the event): refused
+        while Slack has it or another delivery holds it, unless that hold is older than `lease` seconds. Returns
+        the claim's time, which `announcement_shown` and `release_announcement` name; None when refused."""
+        now = time.time() if now is None else now
+        attr = ANNOUNCEMENT_ATTRIBUTES[part]
+        e = _Expr().set(attr, Announcement(status=status, claimed_at=now).model_dump())
+        claim, state = e.n(attr), e.n("status")
         cond = (
-            f"{e.n('status')} = {e.v(status.value)} AND (attribute_not_exists({e.n('announced')}) "
-            f"OR {e.n('announced')} <> {e.v(status.value)})"
+            f"{state} = {e.v(status.value)} AND (attribute_not_exists({claim}) "
+            f"OR {claim}.{state} <> {e.v(status.value)} "
+            f"OR ({claim}.{e.n('done')} = {e.v(False)} AND {claim}.{e.n('claimed_at')} <= {e.v(now - lease)}))"
         )
-        return self._apply(job_id, e, cond) is not None
+        return now if self._apply(job_id, e, cond) is not None else None
 
-    def release_announcement(self, job_id: str) -> None:
-        """Give the announcement back (telling the channel failed; a retried delivery will try again)."""
-        self.db.update_item(TableName=self.table, Key={"job_id": {"S": job_id}}, UpdateExpression="REMOVE announced")
+    def announcement_shown(self, job_id: str, part: AnnouncementPart, claimed_at: float) -> bool:
+        """Slack has the part claimed at `claimed_at`: no delivery shows it again. False if the claim was taken
+        over meanwhile (held past its lease)."""
+        e = _Expr()
+        claim = e.n(ANNOUNCEMENT_ATTRIBUTES[part])
+        e.sets.append(f"{claim}.{e.n('done')} = {e.v(True)}")
+        return self._apply(job_id, e, f"{claim}.{e.n('claimed_at')} = {e.v(claimed_at)}") is not None
+
+    def release_announcement(self, job_id: str, part: AnnouncementPart, claimed_at: float) -> None:
+        """Give the part claimed at `claimed_at` back (Slack did not take it): the next delivery shows it."""
+        attr = ANNOUNCEMENT_ATTRIBUTES[part]
+        # A claim taken over by another delivery (held past its lease) is not ours to give back.
+        with contextlib.suppress(self.db.exceptions.ConditionalCheckFailedException):
+            self.db.update_item(
+                TableName=self.table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="REMOVE #claim",
+                ConditionExpression="#claim.#at = :at",
+                ExpressionAttributeNames={"#claim": attr, "#at": "claimed_at"},
+                ExpressionAttributeValues={":at": _to_dynamo(claimed_at)},
+            )
 
     def claim_card_slot(self, job_id: str, interval: float, now: float | None = None) -> bool:
         """Take the right to update the job card now, at most once per `interval` seconds per job."""

@@ -19,10 +19,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.parsers import FRAMEWORKS
-from agent.plan import Argv, ArtifactPath, BuildStep, DataStep, Layout, Plan, Pretrained, Source, Step
+from agent.plan import Argv, ArtifactPath, BuildStep, DataStep, Layout, Plan, Pretrained, Promoted, Source, Step
 from spotter import catalog
 from spotter.catalog import CatalogError
-from spotter.spec import JOB_ID_RE, RunSpec
+from spotter.spec import JOB_ID_RE, InitialWeights, RunSpec
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # Values a template may name. From the job spec: these carry what a person typed, so each is checked again here.
@@ -34,8 +34,10 @@ AGENT_VALUES = frozenset(
 # From the catalog entry of the model (`Model.recipe_vars`).
 MODEL_VARS = frozenset({"base_cfg", "config_file", "pretrained", "mini_batch"})
 PLACEHOLDERS = SPEC_VALUES | AGENT_VALUES | MODEL_VARS
-# Conditions of an argv group besides "this placeholder has a value".
-FLAGS = frozenset({"multi_gpu", "resume", "fresh", "from_scratch", "from_pretrained"})
+# Conditions of an argv group besides "this placeholder has a value". `from_pretrained` holds for `from=promoted`
+# too (the promoted weights take the pretrained ones' place); `from_promoted` holds on a fresh attempt that starts
+# from promoted weights (a resumed one starts from its checkpoint, and nothing promoted yet means pretrained).
+FLAGS = frozenset({"multi_gpu", "resume", "fresh", "from_scratch", "from_pretrained", "from_promoted"})
 CONDITIONS = FLAGS | PLACEHOLDERS
 # Where a resumed attempt puts the checkpoint it restarts from, under the work directory (and under the job's
 # S3 prefix): one name per suffix, whatever the framework calls its own.
@@ -220,6 +222,7 @@ class Gpu(_Model):
     max_gpus: int = Field(ge=1, le=8)
 
 
+# `from=promoted` is accepted wherever "pretrained" is: the promoted weights go where the pretrained ones would.
 Start = Literal["scratch", "pretrained"]
 
 
@@ -266,7 +269,11 @@ class Recipe(_Model):
         cpus: int,
         resume: bool = False,
     ) -> Plan:
-        """Every phase of one attempt of `run` as final argv lists; `resume` restarts from `{checkpoint}`."""
+        """Every phase of one attempt of `run` as final argv lists; `resume` restarts from `{checkpoint}`.
+
+        A run with `initial_weights` (from=promoted, with weights promoted) fetches them in place of the pretrained
+        file; from=promoted with nothing promoted yet starts as from=pretrained.
+        """
         spec = run.spec
         params = spec.params
         # The spec's values first: the checks below compare them.
@@ -275,8 +282,14 @@ class Recipe(_Model):
             **self._agent_values(workdir, python, gpu_arch, cpus, resume),
             **model_values(spec.model),
         }
-        if params.from_ not in self.starts:
+        start = "pretrained" if params.from_ == "promoted" else params.from_
+        if start not in self.starts:
             raise RecipeError(f"recipe {self.name} trains from {' or '.join(self.starts)}, not from {params.from_}")
+        initial = run.initial_weights
+        if initial is not None and params.from_ != "promoted":
+            raise RecipeError(
+                f"the run spec names promoted weights (job {initial.job_id}'s) for a job that trains from {params.from_}"
+            )
         if params.gpus > self.gpu.max_gpus:
             raise RecipeError(f"recipe {self.name} trains on at most {self.gpu.max_gpus} GPUs, not {params.gpus}")
         if resume and self.resume is None:
@@ -286,10 +299,17 @@ class Recipe(_Model):
             "resume": resume,
             "fresh": not resume,
             "from_scratch": params.from_ == "scratch",
-            "from_pretrained": params.from_ == "pretrained",
+            "from_pretrained": params.from_ in ("pretrained", "promoted"),
+            "from_promoted": initial is not None and not resume,
         }
         r = _Renderer(self.name, values, flags)
         data_dir = workdir / DATA_DIR
+        pretrained = tuple(
+            Pretrained(name=r.fill(p.name), dest=Path(r.fill(p.dest)))
+            for p in self.pretrained
+            if p.when is None or r.holds(p.when)
+        )
+        promoted = None if initial is None else in_place_of(self.name, initial, pretrained, resume)
         return Plan(
             recipe=self.name,
             parser=self.parser,
@@ -307,11 +327,8 @@ class Recipe(_Model):
                 classes=run.classes,
                 commands=r.commands(self.data.commands),
             ),
-            pretrained=tuple(
-                Pretrained(name=r.fill(p.name), dest=Path(r.fill(p.dest)))
-                for p in self.pretrained
-                if p.when is None or r.holds(p.when)
-            ),
+            pretrained=pretrained if promoted is None else (),
+            promoted=promoted,
             train=r.step("train", self.train),
             evaluate=None if self.evaluate is None else r.step("evaluate", self.evaluate),
             artifacts=tuple(
@@ -343,6 +360,22 @@ class Recipe(_Model):
             "cudnn_half": None if capability is None else str(int(capability >= TENSOR_CORES_FROM)),
             "checkpoint": None if checkpoint is None else str(checkpoint),
         }
+
+
+def in_place_of(
+    recipe: str, initial: InitialWeights, pretrained: tuple[Pretrained, ...], resume: bool
+) -> Promoted | None:
+    """The promoted weights, fetched to where the attempt's one pretrained file would go: the commands that name that
+    file stay as they are. None for a resumed attempt that fetches no pretrained file (its checkpoint is its start)."""
+    if not pretrained and resume:
+        return None
+    if len(pretrained) != 1:
+        names = ", ".join(p.name for p in pretrained) or "none"
+        raise RecipeError(
+            f"recipe {recipe} cannot start from promoted weights: they replace its one pretrained file, and it "
+            f"fetches {names}"
+        )
+    return Promoted(initial.key, initial.sha256, initial.size, initial.job_id, pretrained[0].dest)
 
 
 def restored_checkpoint(workdir: Path, suffix: str) -> Path:

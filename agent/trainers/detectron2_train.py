@@ -1,6 +1,7 @@
 """Run detectron2's tools/train_net.py on the job's dataset, registered under names of its own.
 
-    python -m agent.trainers.detectron2_train --data DIR [--resume-from CHECKPOINT] PATH/tools/train_net.py ARGS…
+    python -m agent.trainers.detectron2_train --data DIR [--resume-from CHECKPOINT] [--checkpoint-weights]
+        PATH/tools/train_net.py ARGS…
 
 ARGS are train_net's own command line (--num-gpus, --config-file, --eval-only, KEY VALUE overrides). DIR holds
 the dataset in detectron2's COCO layout (coco/annotations/instances_{train,val}2017.json beside coco/{train,val}2017/,
@@ -8,6 +9,8 @@ as the data phase writes it). Its splits are registered as spotter_train and spo
 and the overrides gain DATASETS.TRAIN/TEST and the number of classes from the annotations: the builtin
 coco_2017_* names would give any other dataset COCO's 80 classes. --resume-from points OUTPUT_DIR's
 last_checkpoint at a checkpoint restored from S3 and passes --resume: training goes on from its iteration.
+--checkpoint-weights says MODEL.WEIGHTS is a detectron2 checkpoint whatever its file is called (promoted weights,
+put where the pretrained .pkl goes): detectron2 reads a .pkl as a pickle, so it gets the file under a .pth name.
 """
 
 from __future__ import annotations
@@ -70,12 +73,30 @@ def overrides(train: Split, val: Split, classes: int) -> list[str]:
     ]
 
 
-def output_dir(opts: Sequence[str]) -> Path:
-    """The OUTPUT_DIR an override list sets (the last one wins, as in detectron2's own merge)."""
-    found = [opts[i + 1] for i in range(0, len(opts) - 1, 2) if opts[i] == "OUTPUT_DIR"]
+def override(opts: Sequence[str], key: str, needed_by: str) -> str:
+    """The value an override list gives `key` (the last one wins, as in detectron2's own merge)."""
+    found = [opts[i + 1] for i in range(0, len(opts) - 1, 2) if opts[i] == key]
     if not found:
-        raise DatasetLayoutError("--resume-from needs OUTPUT_DIR among train_net's overrides")
-    return Path(found[-1])
+        raise DatasetLayoutError(f"{needed_by} needs {key} among train_net's overrides")
+    return found[-1]
+
+
+def output_dir(opts: Sequence[str]) -> Path:
+    return Path(override(opts, "OUTPUT_DIR", "--resume-from"))
+
+
+def weights_as_checkpoint(opts: Sequence[str]) -> list[str]:
+    """Overrides that give detectron2 the MODEL.WEIGHTS file under a name it loads with torch.load: a link named
+    `<file>.pth` beside it (none needed for a .pth). detectron2 picks the loader by the file's name."""
+    weights = Path(override(opts, "MODEL.WEIGHTS", "--checkpoint-weights"))
+    if weights.suffix == ".pth":
+        return []
+    if not weights.is_file():
+        raise DatasetLayoutError(f"the MODEL.WEIGHTS file {weights} is not there")
+    link = weights.with_name(weights.name + ".pth")
+    link.unlink(missing_ok=True)
+    link.symlink_to(weights.resolve())
+    return ["MODEL.WEIGHTS", str(link)]
 
 
 def point_at(checkpoint: Path, out: Path) -> None:
@@ -107,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agent.trainers.detectron2_train", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="the dataset in detectron2's COCO layout")
     p.add_argument("--resume-from", type=Path, help="a checkpoint to go on from (a resumed attempt's)")
+    p.add_argument(
+        "--checkpoint-weights", action="store_true", help="MODEL.WEIGHTS is a detectron2 checkpoint, whatever its name"
+    )
     p.add_argument("script", help="tools/train_net.py of the detectron2 checkout")
     p.add_argument("args", nargs=argparse.REMAINDER, help="train_net's own arguments")
     a = p.parse_args(argv)
@@ -116,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         train, val = splits(a.data)
         args.opts = [*args.opts, *overrides(train, val, class_count(train.json_file))]
+        if a.checkpoint_weights:
+            args.opts += weights_as_checkpoint(args.opts)
         if a.resume_from is not None:
             point_at(a.resume_from, output_dir(args.opts))
             args.resume = True

@@ -1,8 +1,11 @@
 """moto in server mode, provisioned with the resources template.yaml declares (the template is the source).
 
-Intrinsics (Ref, Fn::Sub, Fn::GetAtt, Fn::Join) are resolved to the local physical names; each
-function's EventBridge rules are created on the bus with an SQS queue as target (moto cannot deliver to
-Lambda), and the dispatcher hands what arrives there to the in-process handler.
+Intrinsics (Ref, Fn::Sub, Fn::GetAtt, Fn::Join) are resolved to the local physical names; parameters take
+their defaults unless the run overrides them (checked against the parameter's constraints, as CloudFormation
+does). Each function's EventBridge rules are created on the bus with an SQS queue as target (moto cannot
+deliver to Lambda), and the dispatcher hands what arrives there to the in-process handler. Functions get
+their names and ARNs before anything else is resolved: environments and policies name other functions.
+Scheduler schedule groups are created in moto; the schedules in them are fired by infra.local.schedules.
 """
 
 from __future__ import annotations
@@ -122,6 +125,7 @@ class FunctionDef:
     name: str
     handler: str
     environment: dict[str, str]
+    arn: str = ""  # arn:aws:lambda:<region>:<account>:function:<name>, what schedules and rules target
     queues: list[str] = field(default_factory=list)  # SQS queue URLs tapping this function's rules
     schedules: list[str] = field(default_factory=list)  # its Scheduler/rate expressions, e.g. `rate(5 minutes)`
 
@@ -136,9 +140,16 @@ class Resources:
     launch_template_id: str
     subnets: list[str]
     functions: dict[str, FunctionDef]
+    # The Scheduler schedule groups template.yaml declares (the Slack app creates its schedules in one).
+    schedule_groups: list[str] = field(default_factory=list)
 
     def function_by_handler(self, handler: str) -> FunctionDef:
         return next(f for f in self.functions.values() if f.handler == handler)
+
+    def function_by_arn(self, arn: str) -> FunctionDef | None:
+        """The function an ARN names; a qualified ARN (`…:function:name:alias`) names the same function."""
+        unqualified = ":".join(arn.split(":")[:7])
+        return next((f for f in self.functions.values() if f.arn in (arn, unqualified)), None)
 
     def environment(self) -> dict[str, str]:
         """Every function's variables: the in-process Lambdas share one environment."""
@@ -190,19 +201,88 @@ class _Resolver:
         return self.refs[name]
 
 
-def provision(slack_credentials: dict[str, str], stack: str = "spotter", template: Path = TEMPLATE) -> Resources:
-    """Create what template.yaml declares in the moto behind AWS_ENDPOINT_URL; return the local names."""
+# Parameters the local stack sets itself: the image moto has, the default VPC and its subnets.
+LOCAL_PARAMETERS = ("GpuImageId", "VpcId", "SubnetIds")
+
+
+class ParameterError(ValueError):
+    """A parameter override the template does not declare, or whose value breaks the parameter's constraints."""
+
+
+def parameter_values(doc: dict[str, Any], overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Each parameter's default, replaced by its override; overrides are checked as CloudFormation checks them
+    (AllowedPattern, AllowedValues, MinValue/MaxValue, MinLength/MaxLength, Number)."""
+    declared: dict[str, Any] = doc.get("Parameters", {})
+    values = {name: str(p["Default"]) for name, p in declared.items() if "Default" in p}
+    for name, value in (overrides or {}).items():
+        param = declared.get(name)
+        if param is None:
+            known = ", ".join(n for n in declared if n not in LOCAL_PARAMETERS)
+            raise ParameterError(f"template.yaml has no parameter {name!r} (parameters: {known})")
+        if name in LOCAL_PARAMETERS:
+            raise ParameterError(f"parameter {name} is set by the local stack (moto's image, VPC and subnets)")
+        _check_parameter(name, param, value)
+        values[name] = value
+    return values
+
+
+def check_parameters(overrides: dict[str, str], template: Path = TEMPLATE) -> dict[str, str]:
+    """The parameter values a run with these overrides gets; raises ParameterError before anything starts."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    return parameter_values(yaml_parse(template.read_text()), overrides)
+
+
+def _check_parameter(name: str, param: dict[str, Any], value: str) -> None:
+    if param.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise ParameterError(f"parameter {name} is a Number, not {value!r}") from None
+        if "MinValue" in param and number < float(param["MinValue"]):
+            raise ParameterError(f"parameter {name}={value} is below its MinValue {param['MinValue']}")
+        if "MaxValue" in param and number > float(param["MaxValue"]):
+            raise ParameterError(f"parameter {name}={value} is above its MaxValue {param['MaxValue']}")
+    pattern = param.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        raise ParameterError(f"parameter {name}={value!r} does not match its AllowedPattern {pattern}")
+    allowed = param.get("AllowedValues")
+    if allowed is not None and value not in [str(a) for a in allowed]:
+        raise ParameterError(f"parameter {name}={value!r} is not one of {', '.join(str(a) for a in allowed)}")
+    if "MinLength" in param and len(value) < int(param["MinLength"]):
+        raise ParameterError(f"parameter {name} is shorter than its MinLength {param['MinLength']}")
+    if "MaxLength" in param and len(value) > int(param["MaxLength"]):
+        raise ParameterError(f"parameter {name} is longer than its MaxLength {param['MaxLength']}")
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def provision(
+    slack_credentials: dict[str, str],
+    stack: str = "spotter",
+    template: Path = TEMPLATE,
+    *,
+    parameters: dict[str, str] | None = None,
+) -> Resources:
+    """Create what template.yaml declares in the moto behind AWS_ENDPOINT_URL; return the local names.
+
+    `parameters` override the template's parameter defaults (a ParameterError names a bad one).
+    """
     from samtranslator.yaml_helper import yaml_parse
 
     doc = yaml_parse(template.read_text())
     res: dict[str, Any] = doc["Resources"]
     r = _Resolver(stack)
+    r.refs.update(parameter_values(doc, parameters))
     ec2, s3, ddb = boto3.client("ec2"), boto3.client("s3"), boto3.client("dynamodb")
-    events, sqs, sm, iam = (
+    events, sqs, sm, iam, scheduler = (
         boto3.client("events"),
         boto3.client("sqs"),
         boto3.client("secretsmanager"),
         boto3.client("iam"),
+        boto3.client("scheduler"),
     )
 
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
@@ -210,12 +290,19 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         (s["AvailabilityZone"], s["SubnetId"])
         for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
     )
-    for name, param in doc.get("Parameters", {}).items():
-        if "Default" in param:
-            r.refs[name] = str(param["Default"])
     r.refs.update(GpuImageId=LOCAL_AMI, VpcId=vpc)
     r.refs["SubnetIds"] = [s for _, s in subnets]  # type: ignore[assignment]
 
+    # Every function's name and ARN first: environments and policies refer to other functions.
+    function_names: dict[str, str] = {}
+    for logical, spec in res.items():
+        if spec["Type"] == "AWS::Serverless::Function":
+            props = spec["Properties"]
+            name = r(props["FunctionName"]) if "FunctionName" in props else f"{stack}-{logical}"
+            function_names[logical] = name
+            r.refs[logical], r.attrs[(logical, "Arn")] = name, function_arn(name)
+
+    schedule_groups: list[str] = []
     for logical, spec in res.items():
         props = spec.get("Properties", {})
         kind = spec["Type"]
@@ -241,6 +328,11 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         elif kind == "AWS::SecretsManager::Secret":
             arn = sm.create_secret(Name=r(props["Name"]), SecretString=json.dumps(slack_credentials))["ARN"]
             r.refs[logical] = arn
+        elif kind == "AWS::Scheduler::ScheduleGroup":
+            name = r(props["Name"]) if "Name" in props else f"{stack}-{logical}"
+            arn = scheduler.create_schedule_group(Name=name)["ScheduleGroupArn"]
+            r.refs[logical], r.attrs[(logical, "Arn")] = name, arn
+            schedule_groups.append(name)
     for logical, spec in res.items():
         props = spec.get("Properties", {})
         if spec["Type"] == "AWS::IAM::Role":
@@ -280,9 +372,9 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         if spec["Type"] != "AWS::Serverless::Function":
             continue
         props = spec["Properties"]
-        name = r(props["FunctionName"]) if "FunctionName" in props else f"{stack}-{logical}"
+        name = function_names[logical]
         env = {**r(globals_env), **r(props.get("Environment", {}).get("Variables", {}))}
-        fn = FunctionDef(logical, name, props["Handler"], {k: str(v) for k, v in env.items()})
+        fn = FunctionDef(logical, name, props["Handler"], {k: str(v) for k, v in env.items()}, function_arn(name))
         for event_name, ev in props.get("Events", {}).items():
             if ev["Type"] in ("ScheduleV2", "Schedule"):
                 fn.schedules.append(str(ev["Properties"].get("ScheduleExpression") or ev["Properties"]["Schedule"]))
@@ -308,6 +400,7 @@ def provision(slack_credentials: dict[str, str], stack: str = "spotter", templat
         launch_template_id=r.refs["LaunchTemplate"],
         subnets=[s for _, s in subnets],
         functions=functions,
+        schedule_groups=schedule_groups,
     )
 
 

@@ -55,6 +55,8 @@ class ChannelPrinter:
                 blocks=args.get("blocks") or [],
             )
             where = "thread reply" if args.get("thread_ts") else _SHOWN[record["slack"]]
+            if record.get("action"):
+                where = f"answer to a click on {record['action']}"
             body = self._stack[0].slack.render(msg)
             self.say(f"{stamp} #{args.get('channel', 'you')} · {where}\n" + textwrap.indent(body, "    │ "))
         elif record.get("aws") in ("instance launched", "instance terminated", "shutdown scheduled"):

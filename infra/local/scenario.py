@@ -1,7 +1,23 @@
 """Scenario files for `python -m infra.local run`: a YAML list of steps, validated before anything runs.
 
-Each step is a mapping named by its first key (`slash`, `wait`, `sleep`, `inject`, `fire_schedule`);
-unknown keys are errors. `{job}` in a slash text and `job: last` stand for the job created last.
+Each step is a mapping named by its first key; unknown keys are errors. `{job}` in a slash text and
+`job: last` stand for the job this scenario created last (by a slash command or a schedule); `{schedule}` in a
+slash text for the schedule it created last.
+
+    - slash: "/train shapes yolov8n epochs=2"   # a signed slash command, as Slack posts it
+      user: U0ALICE                             # optional (default U0ALICE)
+      channel: C0TRAINING                       # optional (default C0TRAINING)
+      signature: valid                          # valid | bad | stale | missing | replay
+      retry: 2                                  # Slack re-sends it 2 more times (X-Slack-Retry-Num 1, 2)
+    - click: {button: cancel, job: last, user: U0ALICE, channel: C0TRAINING, double: false}
+                                                # a click on the job card's button: cancel | logs | download
+    - wait: {job: last, status: SUCCEEDED, timeout: 600, at_progress: 0.5}
+    - sleep: 5
+    - fire_schedule: all                        # or one schedule's name: deliver it now, as Scheduler would
+    - inject: {spot_interruption: {job: last, at_progress: 0.5}}   # and the other faults below
+
+A step that cannot be done (a wait that times out or ends elsewhere, a schedule or a button that is not
+there) prints a `{"scenario": …}` line saying why, and the run stops with exit status 1.
 """
 
 from __future__ import annotations
@@ -14,7 +30,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from infra.local.stack import DEFAULT_CHANNEL, DEFAULT_USER, LocalStack
+from infra.local.stack import DEFAULT_CHANNEL, DEFAULT_USER, LocalStack, StepFailed
 from spotter.status import JobStatus
 
 
@@ -31,6 +47,32 @@ class Slash(_Step):
     user: str = DEFAULT_USER
     channel: str = DEFAULT_CHANNEL
     signature: Literal["valid", "bad", "stale", "missing", "replay"] = "valid"
+    retry: int = Field(0, ge=0, le=10)  # Slack's re-sends of the same request after a late ack
+
+    @model_validator(mode="after")
+    def _retried_as_sent(self) -> Slash:
+        if self.retry and self.signature != "valid":
+            raise ValueError("Slack retries only what it sent: `retry` needs `signature: valid`")
+        return self
+
+
+ButtonName = Literal["cancel", "logs", "download"]  # the names of infra.local.interactivity.BUTTONS
+
+
+class ClickOn(_Step):
+    button: ButtonName
+    job: str = "last"
+    user: str = DEFAULT_USER
+    channel: str | None = None  # where the card is (default: the job's channel)
+    double: bool = False  # two clicks in quick succession
+
+
+class Click(_Step):
+    click: ClickOn
+
+
+class FireSchedule(_Step):
+    fire_schedule: str = Field(min_length=1, pattern=r"^[0-9A-Za-z_.-]+$")  # `all` or one schedule's name
 
 
 class WaitFor(_Step):
@@ -103,9 +145,15 @@ class Inject(_Step):
     inject: Injection
 
 
-Step = Annotated[Slash | Wait | Sleep | Inject, Field()]
-_STEP_TYPES: dict[str, type[_Step]] = {"slash": Slash, "wait": Wait, "sleep": Sleep, "inject": Inject}
-_LATER = {"fire_schedule": "schedules"}
+Step = Annotated[Slash | Click | Wait | Sleep | FireSchedule | Inject, Field()]
+_STEP_TYPES: dict[str, type[_Step]] = {
+    "slash": Slash,
+    "click": Click,
+    "wait": Wait,
+    "sleep": Sleep,
+    "fire_schedule": FireSchedule,
+    "inject": Inject,
+}
 
 
 def load(path: Path) -> list[_Step]:
@@ -124,8 +172,6 @@ def load(path: Path) -> list[_Step]:
         kind = next(iter(item))
         cls = _STEP_TYPES.get(kind)
         if cls is None:
-            if kind in _LATER:
-                raise ScenarioError(f"step {i}: `{kind}` is not supported by this local stack yet")
             raise ScenarioError(f"step {i}: unknown step `{kind}` (steps: {', '.join(_STEP_TYPES)})")
         try:
             steps.append(cls.model_validate(item))
@@ -137,7 +183,8 @@ def load(path: Path) -> list[_Step]:
 
 
 def run(stack: LocalStack, steps: list[_Step]) -> int:
-    """Run the steps on a started stack; 0 when every step ran, 1 when a wait failed."""
+    """Run the steps on a started stack; 0 when every step ran, 1 when a step failed (a wait, a click, a
+    schedule), after a `{"scenario": …}` line saying which and why."""
 
     def job_ref(ref: str) -> str:
         if ref != "last":
@@ -146,24 +193,53 @@ def run(stack: LocalStack, steps: list[_Step]) -> int:
             raise ScenarioError("`job: last` but no job was created yet")
         return stack.jobs[-1]
 
-    for step in steps:
-        if isinstance(step, Slash):
-            text = step.slash
-            if "{job}" in text:
-                text = text.replace("{job}", job_ref("last"))
-            command, _, rest = text.partition(" ")
-            stack.slash(rest, user=step.user, channel=step.channel, signature=step.signature, command=command)
-        elif isinstance(step, Wait):
-            job = job_ref(step.wait.job)
-            try:
-                stack.wait(job, step.wait.status, step.wait.timeout, at_progress=step.wait.at_progress)
-            except (TimeoutError, ValueError) as e:
-                stack.emit({"scenario": "wait failed", "job": job, "error": str(e)})
-                return 1
-        elif isinstance(step, Sleep):
-            time.sleep(step.sleep)
-        elif isinstance(step, Inject):
-            inject(stack, step.inject, job_ref)
+    for number, step in enumerate(steps, 1):
+        try:
+            code = _run_step(stack, step, job_ref)
+        except StepFailed as e:
+            kind = next(iter(type(step).model_fields))
+            stack.emit({"scenario": f"{kind} failed", "step": number, "error": str(e)})
+            return 1
+        if code:
+            return code
+    return 0
+
+
+def _run_step(stack: LocalStack, step: _Step, job_ref: Any) -> int:
+    """One step; 1 when a wait failed (StepFailed when another step could not be done), else 0."""
+    if isinstance(step, Slash):
+        text = step.slash
+        if "{job}" in text:
+            text = text.replace("{job}", job_ref("last"))
+        if "{schedule}" in text:
+            if not stack.schedules:
+                raise StepFailed("`{schedule}` but no schedule was created yet")
+            text = text.replace("{schedule}", stack.schedules[-1])
+        command, _, rest = text.partition(" ")
+        stack.slash(
+            rest,
+            user=step.user,
+            channel=step.channel,
+            signature=step.signature,
+            command=command,
+            retry=step.retry,
+        )
+    elif isinstance(step, Click):
+        c = step.click
+        stack.click(c.button, job=job_ref(c.job), user=c.user, channel=c.channel, double=c.double)
+    elif isinstance(step, FireSchedule):
+        stack.fire_schedule(step.fire_schedule)
+    elif isinstance(step, Wait):
+        job = job_ref(step.wait.job)
+        try:
+            stack.wait(job, step.wait.status, step.wait.timeout, at_progress=step.wait.at_progress)
+        except (TimeoutError, ValueError) as e:
+            stack.emit({"scenario": "wait failed", "job": job, "error": str(e)})
+            return 1
+    elif isinstance(step, Sleep):
+        time.sleep(step.sleep)
+    elif isinstance(step, Inject):
+        inject(stack, step.inject, job_ref)
     return 0
 
 

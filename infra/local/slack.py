@@ -16,7 +16,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -40,6 +40,10 @@ _JSON_ARGS = ("blocks", "attachments", "files", "metadata")
 _FAULT_ERRORS = {429: "ratelimited", 500: "internal_error"}
 _API_PREFIX = "/api/"
 _UPLOAD_PREFIX = "/upload/v1/"
+# The first bytes of every PNG file.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The name calls to an upload URL are recorded (and faulted) under: they are not a Web API method.
+UPLOAD_METHOD = "files.upload"
 
 OnCall = Callable[[dict[str, Any]], None]
 
@@ -53,6 +57,7 @@ class Call:
     status: int
     at: float
     command: str | None = None  # the slash command a response_url post answers
+    action: str | None = None  # the action_id of the button click a response_url post answers
 
 
 @dataclass(frozen=True)
@@ -108,10 +113,17 @@ class _Upload:
 
 @dataclass
 class _ResponseTarget:
-    command: str
+    command: str | None  # a slash command's response_url…
     channel: str
     user: str
     last: Message | None = None  # what replace_original / delete_original act on
+    action: str | None = None  # …or a button click's (then `last` starts as the message holding the button)
+
+    def event(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The on_call record of a post to this response_url."""
+        if self.action is not None:
+            return {"slack": "response", "action": self.action, "args": args}
+        return {"slack": "response", "command": self.command, "args": args}
 
 
 @dataclass(frozen=True)
@@ -148,9 +160,12 @@ class _ApiError(Exception):
 class SlackStandIn:
     """Answers the Slack Web API methods Spotter uses, each request in its own daemon thread.
 
-    `on_call` gets `{"slack": method, "args": {...}}` (or `{"slack": "response", "command", "args"}` for a
-    response_url post) for every call, faulted ones included, before the caller gets its answer. It runs while
+    `on_call` gets `{"slack": method, "args": {...}}` (or `{"slack": "response", "command"|"action", "args"}` for a
+    response_url post, `{"slack": "files.upload", "args": {"file_id", "filename", "bytes", "png"}}` for the bytes
+    sent to an upload URL) for every call, faulted ones included, before the caller gets its answer. It runs while
     requests are serialised, so it must not call the stand-in over HTTP; reading `calls` or `messages()` is fine.
+
+    `usergroups` maps user group ids (S…) to their members' user ids, for `usergroups.users.list`.
     """
 
     team_id = "T0SPOTTER"
@@ -166,9 +181,11 @@ class SlackStandIn:
         host: str = "127.0.0.1",
         port: int = 0,
         on_call: OnCall | None = None,
+        usergroups: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.bot_token = bot_token
         self.on_call = on_call
+        self._usergroups: dict[str, list[str]] = {g: list(users) for g, users in (usergroups or {}).items()}
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -194,6 +211,7 @@ class SlackStandIn:
             "chat.getPermalink": self._get_permalink,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
+            "usergroups.users.list": self._usergroup_users,
         }
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -249,6 +267,22 @@ class SlackStandIn:
             self._response_targets[path] = _ResponseTarget(command, channel, user)
         return self.url.rstrip("/") + path
 
+    def new_action_response_url(self, action_id: str, channel: str, user: str, message_ts: str) -> str:
+        """A response_url for one button click on the message `message_ts`, as Slack puts in a block_actions
+        payload: replace_original and delete_original act on that message."""
+        with self._lock:
+            message = self._messages.get((channel, message_ts))
+            if message is None:
+                raise KeyError(f"no message {message_ts} in {channel}")
+            path = f"/actions/{self.team_id}/{next(self._ids)}/{secrets.token_hex(12)}"
+            self._response_targets[path] = _ResponseTarget(None, channel, user, last=message, action=action_id)
+        return self.url.rstrip("/") + path
+
+    def set_usergroup(self, usergroup: str, users: Sequence[str]) -> None:
+        """Make `usergroup` (an S… id) have exactly these members."""
+        with self._lock:
+            self._usergroups[usergroup] = list(users)
+
     def fail(
         self,
         method: str,
@@ -259,7 +293,8 @@ class SlackStandIn:
         times: int | None = None,
         hang_seconds: float | None = None,
     ) -> None:
-        """Make calls to `method` ("chat.update", "response" for response_url posts, "*" for all) fail.
+        """Make calls to `method` ("chat.update", "response" for response_url posts, "files.upload" for the bytes
+        sent to an upload URL, "*" for all) fail.
 
         A 429 carries `Retry-After` (1 s unless `retry_after` says otherwise). With `hang_seconds` the request is
         held that long and then answered normally, whatever `status` says. The fault ends after `for_seconds`,
@@ -315,6 +350,24 @@ class SlackStandIn:
         """The replies under the message `ts`, oldest first."""
         with self._lock:
             return copy.deepcopy([m for (c, _), m in self._messages.items() if c == channel and m.thread_ts == ts])
+
+    def message(self, channel: str, ts: str) -> Message | None:
+        """The channel's message `ts` (top-level or a reply) as it reads now, or None."""
+        with self._lock:
+            found = self._messages.get((channel, ts))
+            return copy.deepcopy(found) if found is not None else None
+
+    def wire(self, message: Message) -> dict[str, Any]:
+        """The message object Slack sends for this message (in API answers and interaction payloads)."""
+        return self._wire(message)
+
+    def file_content(self, file_id: str) -> bytes:
+        """The bytes uploaded for `file_id` (shared or not yet); KeyError when nothing was uploaded for it."""
+        with self._lock:
+            upload = self._uploads.get(file_id)
+            if upload is None or upload.content is None:
+                raise KeyError(f"no bytes were uploaded for file {file_id}")
+            return upload.content
 
     def ephemerals(self, channel: str | None = None, user: str | None = None) -> list[Message]:
         with self._lock:
@@ -387,7 +440,10 @@ class SlackStandIn:
                     reply = _Reply.of_json({"ok": True, **self._run(name, token, args)})
                 except _ApiError as e:
                     reply = _Reply.of_json(e.payload())
-            self._record(Call(name, args, reply.status, time.time()), {"slack": name, "args": args})
+            event: dict[str, Any] = {"slack": name, "args": args}
+            if fault is not None:
+                event["status"] = reply.status  # what the injected fault answered: the call did not take
+            self._record(Call(name, args, reply.status, time.time()), event)
         return reply
 
     def _run(self, name: str, token: str | None, args: dict[str, Any]) -> dict[str, Any]:
@@ -515,6 +571,16 @@ class SlackStandIn:
             self._uploads[file_id] = _Upload(file_id, str(filename), length)
         return {"upload_url": f"{self.url.rstrip('/')}{_UPLOAD_PREFIX}{file_id}", "file_id": file_id}
 
+    def _usergroup_users(self, args: dict[str, Any]) -> dict[str, Any]:
+        usergroup = args.get("usergroup")
+        if not usergroup:
+            raise _ApiError("invalid_arguments", "missing required field: usergroup")
+        with self._lock:
+            users = self._usergroups.get(str(usergroup))
+            if users is None:
+                raise _ApiError("no_such_subteam")
+            return {"users": list(users)}
+
     def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
         items = args.get("files")
         if not isinstance(items, list) or not items or not all(isinstance(i, dict) and i.get("id") for i in items):
@@ -543,16 +609,35 @@ class SlackStandIn:
 
     # -- the upload URL and response_urls ----------------------------------------------------------------------
 
-    def _receive_upload(self, file_id: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+    def _receive_upload(self, file_id: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
         content_type = headers.get("content-type", "")
         content = _multipart_file(content_type, body) if content_type.startswith("multipart/form-data") else body
-        with self._lock:
-            upload = self._uploads.get(file_id)
-            if upload is None:
-                return _Reply.of_text("not_found", status=404)
-            upload.content = content
-            self._bump()
-        return _Reply.of_text(f"OK - {len(content)}")
+        fault = self._take_fault(UPLOAD_METHOD)
+        if fault is not None and fault.hang_seconds is not None:
+            if self._stopping.wait(fault.hang_seconds):
+                return None
+            fault = None
+        with self._serial:
+            with self._lock:
+                upload = self._uploads.get(file_id)
+            args: dict[str, Any] = {
+                "file_id": file_id,
+                "filename": upload.filename if upload is not None else None,
+                "bytes": len(content),
+                "png": content.startswith(PNG_SIGNATURE),
+            }
+            if fault is not None:
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                reply = _Reply(fault.status, fault.error.encode(), "text/plain; charset=utf-8", headers)
+            elif upload is None:
+                reply = _Reply.of_text("not_found", status=404)
+            else:
+                with self._lock:
+                    upload.content = content
+                    self._bump()
+                reply = _Reply.of_text(f"OK - {len(content)}")
+            self._record(Call(UPLOAD_METHOD, args, reply.status, time.time()), {"slack": UPLOAD_METHOD, "args": args})
+        return reply
 
     def _response(self, target: _ResponseTarget, body: bytes) -> _Reply | None:
         try:
@@ -576,8 +661,8 @@ class SlackStandIn:
                     reply = _Reply.of_text("ok")
                 except _ApiError as e:
                     reply = _Reply.of_text(e.error, status=400)
-            event = {"slack": "response", "command": target.command, "args": args}
-            self._record(Call("response", args, reply.status, time.time(), command=target.command), event)
+            call = Call("response", args, reply.status, time.time(), command=target.command, action=target.action)
+            self._record(call, target.event(args))
         return reply
 
     def _apply_response(self, target: _ResponseTarget, args: dict[str, Any]) -> None:

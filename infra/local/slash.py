@@ -1,4 +1,8 @@
-"""Slash commands as Slack sends them: form-encoded, signed (v0 HMAC-SHA256), wrapped in a Function URL event."""
+"""Requests as Slack sends them to the app: form-encoded, signed (v0 HMAC-SHA256), wrapped in a Function URL event.
+
+Slash commands are the form itself; interactivity (button clicks) is a form with one `payload` field holding the
+JSON (see infra.local.interactivity). A retry is the same body again, signed afresh, with Slack's retry headers.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,11 @@ from urllib.parse import urlencode
 
 Signature = Literal["valid", "bad", "stale", "missing"]
 STALE_SECONDS = 6 * 60  # Slack's window is five minutes
+# Who the local workspace's requests say they come from (the team id is the stack's).
+VERIFICATION_TOKEN = "local-verification-token"
+TEAM_DOMAIN = "spotter-local"
+API_APP_ID = "A0SPOTTER"
+CHANNEL_NAME = "ml-training"
 
 
 def sign(secret: str, timestamp: str, body: str) -> str:
@@ -24,16 +33,16 @@ def slash_body(
 ) -> str:
     return urlencode(
         {
-            "token": "local-verification-token",
+            "token": VERIFICATION_TOKEN,
             "team_id": team,
-            "team_domain": "spotter-local",
+            "team_domain": TEAM_DOMAIN,
             "channel_id": channel,
-            "channel_name": "ml-training",
+            "channel_name": CHANNEL_NAME,
             "user_id": user,
             "user_name": user.lower(),
             "command": command,
             "text": text,
-            "api_app_id": "A0SPOTTER",
+            "api_app_id": API_APP_ID,
             "is_enterprise_install": "false",
             "response_url": response_url,
             "trigger_id": trigger_id,
@@ -82,10 +91,29 @@ def function_url_event(body: str, headers: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def signed_event(secret: str, body: str, signature: Signature = "valid", now: float | None = None) -> dict[str, Any]:
+def signed_event(
+    secret: str,
+    body: str,
+    signature: Signature = "valid",
+    now: float | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Function URL event of Slack's POST of `body`, signed as `signature` says, with extra `headers`
+    (lower-case names, as a Function URL passes them)."""
     now = time.time() if now is None else now
     ts = str(int(now - STALE_SECONDS if signature == "stale" else now))
+    extra = dict(headers or {})
     if signature == "missing":
-        return function_url_event(body, {})
+        return function_url_event(body, extra)
     key = secrets.token_hex(16) if signature == "bad" else secret
-    return function_url_event(body, {"x-slack-request-timestamp": ts, "x-slack-signature": sign(key, ts, body)})
+    return function_url_event(
+        body, {"x-slack-request-timestamp": ts, "x-slack-signature": sign(key, ts, body), **extra}
+    )
+
+
+RETRY_REASON = "http_timeout"
+
+
+def retry_headers(attempt: int, reason: str = RETRY_REASON) -> dict[str, str]:
+    """The headers Slack adds when it sends a request again (`attempt` 1 for the first retry)."""
+    return {"x-slack-retry-num": str(attempt), "x-slack-retry-reason": reason}

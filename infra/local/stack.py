@@ -1,10 +1,15 @@
 """The whole of Spotter on one machine: moto, the Slack stand-in, the Lambdas in-process, the bus
-dispatcher and the EC2 host runner, wired exactly as template.yaml wires them in AWS."""
+dispatcher, Scheduler's delivery and the EC2 host runner, wired exactly as template.yaml wires them in AWS.
+
+What a person does in Slack arrives as Slack sends it: signed slash commands (and Slack's retries of them),
+and button clicks on the job card as block_actions interaction payloads.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -14,22 +19,26 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import boto3
 
+from infra.local import schedules
 from infra.local.aws import ROOT, MotoServer, Resources, provision, rate_seconds
 from infra.local.dispatcher import Dispatcher
 from infra.local.faults import Faults
 from infra.local.hosts import JOB_TAG, HostRunner, Image, git_mirror_environ, make_git_mirror
+from infra.local.interactivity import BUTTONS, ButtonNotFound, block_actions_payload, find_button, interaction_body
 from infra.local.invoke import Handler, LambdaContext, LocalLambdaClient
-from infra.local.slack import SlackStandIn
-from infra.local.slash import Signature, new_trigger_id, signed_event, slash_body
+from infra.local.slack import Message, SlackStandIn
+from infra.local.slash import Signature, new_trigger_id, retry_headers, signed_event, slash_body
 from spotter.aws import reset_clients
 from spotter.status import JobStatus
-from spotter.store import JobRecord, JobsStore
+from spotter.store import JobNotFound, JobRecord, JobsStore
 
 Emit = Callable[[dict[str, Any]], None]
 Trainer = Literal["real", "standin"]
@@ -52,6 +61,7 @@ CONTROL_ENVIRON = {
     "SPOTTER_RELAUNCH_BACKOFF_SECONDS": "2",
     "SPOTTER_RELAUNCH_BACKOFF_MAX_SECONDS": "10",
     "SPOTTER_VANISH_SETTLE_SECONDS": "4",
+    "SPOTTER_BEST_ANNOUNCE_INTERVAL_SECONDS": "5",
 }
 # The agent's polls on the local instances, as fast as the scaled control plane needs them.
 AGENT_ENVIRON = {
@@ -64,6 +74,18 @@ SPOT_NOTICE_SECONDS = 10.0
 TEAM = "T0SPOTTER"
 DEFAULT_USER = "U0ALICE"
 DEFAULT_CHANNEL = "C0TRAINING"
+
+
+class StepFailed(RuntimeError):
+    """What a person did could not be done (no such schedule, no such button on the card): the scenario stops."""
+
+
+def quiet_library_warnings() -> None:
+    """Warnings the in-process Lambdas' libraries raise where AWS would only log them, and that say nothing here.
+
+    Powertools warns on every invocation of a handler that published no metrics (most of the notifier's).
+    """
+    warnings.filterwarnings("ignore", message=r"No application metrics to publish", category=UserWarning)
 
 
 def real_trainer_available() -> bool:
@@ -97,7 +119,11 @@ class LocalStack:
         image_environ: dict[str, str] | None = None,
         control_environ: dict[str, str] | None = None,
         spot_notice_seconds: float = SPOT_NOTICE_SECONDS,
+        parameters: Mapping[str, str] | None = None,
+        usergroups: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """`parameters` override template.yaml's parameter defaults (AllowedChannels=C1…); `usergroups` are the
+        workspace's user groups (S… id → member user ids) the Slack stand-in answers usergroups.users.list from."""
         self.trainer = trainer
         self._emit_fn = emit
         self._emit_lock = threading.Lock()
@@ -109,6 +135,8 @@ class LocalStack:
         }
         self._control_environ = {**CONTROL_ENVIRON, **(control_environ or {})}
         self.spot_notice_seconds = spot_notice_seconds
+        self._parameters = dict(parameters or {})
+        self._usergroups = {g: list(users) for g, users in (usergroups or {}).items()}
         self.faults = Faults(self.emit)
         self._schedules: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -119,6 +147,7 @@ class LocalStack:
             self._image_environ["YOLO_OFFLINE"] = "1"  # the local "GPU image" has no internet
         self._last_slash: dict[str, Any] | None = None
         self.jobs: list[str] = []
+        self.schedules: list[str] = []  # schedules the scenario's slash commands created, oldest first
         self._started = False
         self._muted = False
 
@@ -131,18 +160,21 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        quiet_library_warnings()
         self.moto = MotoServer(self.faults).start()
         os.environ.update(self.moto.environ())
         reset_clients()
-        self.slack = SlackStandIn(on_call=self.emit).start()
+        self.slack = SlackStandIn(on_call=self.emit, usergroups=self._usergroups).start()
         self.signing_secret = secrets.token_hex(16)
         self.resources: Resources = provision(
-            {"bot_token": self.slack.bot_token, "signing_secret": self.signing_secret}
+            {"bot_token": self.slack.bot_token, "signing_secret": self.signing_secret}, parameters=self._parameters
         )
         os.environ.update(self.resources.environment())
         os.environ.update(self._control_environ)
         os.environ["SPOTTER_SLACK_API_URL"] = self.slack.api_url
         self._publish_agent()
+        if self.trainer == "standin":
+            self._publish_standin_pretrained()
         self._publish_pretrained()
         self.store = JobsStore(self.resources.table)
 
@@ -180,6 +212,31 @@ class LocalStack:
 
         key = self.resources.function_by_handler("lambdas.launcher.handler").environment["SPOTTER_AGENT_KEY"]
         publish_agent(self.resources.bucket, key, boto3.client("s3"))
+
+    def _publish_standin_pretrained(self) -> None:
+        """The starting weights an operator would publish (`python -m agent.inputs publish`), as the Ultralytics
+        stand-in reads them, so `from=pretrained` (and a first `from=promoted`) runs here too."""
+        from spotter import catalog, layout
+
+        # The stand-in by its path, under its own name: the real ultralytics may be importable in this process.
+        found = importlib.util.spec_from_file_location("standin_ultralytics", STANDIN_PATH / "ultralytics/__init__.py")
+        assert found is not None and found.loader is not None, "the Ultralytics stand-in is part of infra/local"
+        standin = sys.modules.get(found.name) or importlib.util.module_from_spec(found)
+        if found.name not in sys.modules:
+            sys.modules[found.name] = standin  # its dataclasses look their module up while it loads
+            found.loader.exec_module(standin)
+        weights_bytes = standin.weights_bytes
+        s3 = boto3.client("s3")
+        for model in catalog.MODELS.values():
+            name = model.recipe_vars.get("pretrained")
+            if model.recipe == "ultralytics" and name:
+                body = weights_bytes(model.name, 0)
+                s3.put_object(
+                    Bucket=self.resources.bucket,
+                    Key=layout.pretrained(name),
+                    Body=body,
+                    Metadata={"sha256": hashlib.sha256(body).hexdigest()},
+                )
 
     def _darknet_mirror(self) -> dict[str, str]:
         """A mirror of the darknet stand-in tagged with the ref the darknet recipe pins, and the environment that
@@ -258,8 +315,18 @@ class LocalStack:
         channel: str = DEFAULT_CHANNEL,
         signature: Signature | Literal["replay"] = "valid",
         command: str = "/train",
+        retry: int = 0,
     ) -> dict[str, Any]:
-        """Post a slash command to the Slack function as Slack would; returns the HTTP response."""
+        """Post a slash command to the Slack function as Slack would; returns the HTTP response (of the first post).
+
+        `retry` sends the same command again that many times right after the first answer, as Slack does when an
+        ack is late: the same body (same trigger_id), a fresh timestamp and signature, and the headers
+        X-Slack-Retry-Num (1, 2, …) and X-Slack-Retry-Reason: http_timeout.
+        """
+        if retry < 0:
+            raise ValueError("retry is a number of re-sends, 0 or more")
+        if retry and signature != "valid":
+            raise ValueError("only a request Slack sent is retried by Slack: retry needs signature valid")
         if signature == "replay":
             if self._last_slash is None:
                 raise ValueError("`replay` needs an earlier slash step to re-send")
@@ -278,15 +345,97 @@ class LocalStack:
             event = signed_event(self.signing_secret, body, signature)
             self._last_slash = event
         before = {r.job_id for r in self.store.list_channel(channel, limit=100)}
-        resp = _import("bot.app.handler")(json.loads(json.dumps(event)), LambdaContext(function_name=self._slack_fn))
-        self._emit_response(command, resp)
-        self.invoker.join(30)  # the lazy listener's work (the job, the card, the bus event)
+        schedules_before = set(self._schedule_names())
+        resp = self._post_to_slack_function(event)
+        self._emit_response({"command": command}, resp)
+        for attempt in range(1, retry + 1):
+            again = signed_event(self.signing_secret, event["body"], "valid", headers=retry_headers(attempt))
+            self._emit_response({"command": command, "retry": attempt}, self._post_to_slack_function(again))
+        self.invoker.join(30)  # the lazy listeners' work (the job, the card, the bus event)
         for rec in sorted(self.store.list_channel(channel, limit=100), key=lambda r: r.created_at):
             if rec.job_id not in before and rec.job_id not in self.jobs:
                 self.jobs.append(rec.job_id)
+        self.schedules.extend(sorted(set(self._schedule_names()) - schedules_before - set(self.schedules)))
         return dict(resp)
 
-    def _emit_response(self, command: str, resp: dict[str, Any]) -> None:
+    def _schedule_names(self) -> list[str]:
+        """The schedules in the stack's schedule groups (what `{schedule}` in a scenario can stand for)."""
+        scheduler = boto3.client("scheduler")
+        return [
+            str(item["Name"])
+            for group in self.resources.schedule_groups
+            for page in scheduler.get_paginator("list_schedules").paginate(GroupName=group)
+            for item in page.get("Schedules", [])
+        ]
+
+    def click(
+        self,
+        button: str,
+        *,
+        job: str,
+        user: str = DEFAULT_USER,
+        channel: str | None = None,
+        double: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Click a button (`cancel`, `logs`, `download`) on the job's card as `user` would in Slack: a signed
+        block_actions payload posted to the Slack function (a button's confirm dialog counts as confirmed).
+
+        `channel` is where the card is looked for (the job's channel by default). `double` clicks twice in quick
+        succession: two interactions (each with its own trigger_id and response_url), the second sent as soon as
+        the first is acknowledged. Returns the HTTP responses; raises StepFailed when the job has no card there
+        or the card has no such button.
+        """
+        action_id = BUTTONS.get(button)
+        if action_id is None:
+            raise ValueError(f"unknown button {button!r} (buttons: {', '.join(BUTTONS)})")
+        try:
+            rec = self.store.get(job)
+        except JobNotFound:
+            raise StepFailed(f"there is no job {job} to click on") from None
+        where = channel or rec.channel
+        card = self._card(rec, where)
+        try:
+            target = find_button(card.blocks, action_id, f"the card of job {job} (ts {card.ts} in {where})")
+        except ButtonNotFound as e:
+            raise StepFailed(str(e)) from None
+        responses = []
+        for _ in range(2 if double else 1):
+            payload = block_actions_payload(
+                team=TEAM,
+                user=user,
+                channel=where,
+                message=self.slack.wire(card),
+                button=target,
+                response_url=self.slack.new_action_response_url(action_id, where, user, card.ts),
+                trigger_id=new_trigger_id(),
+            )
+            event = signed_event(self.signing_secret, interaction_body(payload))
+            resp = self._post_to_slack_function(event)
+            self._emit_response({"action": action_id, "job": job}, resp)
+            responses.append(dict(resp))
+        self.invoker.join(30)  # the lazy listeners' work (the cancel request, the answer to the clicker)
+        return responses
+
+    def _card(self, rec: JobRecord, channel: str) -> Message:
+        """The job's card as `channel` shows it: the message the record names, else the newest top-level
+        message there that mentions the job."""
+        if rec.slack is not None and rec.slack.channel == channel:
+            card = self.slack.message(channel, rec.slack.card_ts)
+            if card is not None:
+                return card
+        for message in reversed(self.slack.messages(channel)):
+            if message.thread_ts is None and rec.job_id in json.dumps([message.text, message.blocks]):
+                return message
+        raise StepFailed(f"job {rec.job_id} has no card in channel {channel}")
+
+    def _post_to_slack_function(self, event: dict[str, Any]) -> dict[str, Any]:
+        """What the Slack function's URL answers to this request (the handler runs in-process)."""
+        handler = _import("bot.app.handler")
+        resp: dict[str, Any] = handler(json.loads(json.dumps(event)), LambdaContext(function_name=self._slack_fn))
+        return resp
+
+    def _emit_response(self, about: dict[str, Any], resp: dict[str, Any]) -> None:
+        """`{"slack": "response", **about, "args"}`: what the person who typed or clicked saw at once."""
         status = int(resp.get("statusCode", 0))
         body_text = resp.get("body") or ""
         try:
@@ -295,7 +444,32 @@ class LocalStack:
             args = {"text": body_text}
         if status != 200:
             args = {"status": status, **args}
-        self.emit({"slack": "response", "command": command, "args": args})
+        self.emit({"slack": "response", **about, "args": args})
+
+    def fire_schedule(self, which: str = schedules.ALL) -> list[schedules.Firing]:
+        """Deliver the stack's Scheduler schedules now (`all` enabled ones, or the one named), as Scheduler
+        would when they are due; jobs they start count as this scenario's. Raises StepFailed for a name that
+        is no schedule."""
+        since = datetime.now(UTC).isoformat(timespec="milliseconds")
+
+        def target(arn: str) -> tuple[str, Callable[[], Handler]] | None:
+            fn = self.resources.function_by_arn(arn)
+            if fn is None:
+                return None
+            return fn.name, lambda: _import(fn.handler)
+
+        try:
+            fired = schedules.fire(boto3.client("scheduler"), self.resources.schedule_groups, which, target, self.emit)
+        except schedules.ScheduleNotFound as e:
+            raise StepFailed(str(e)) from None
+        for firing in fired:
+            if firing.error is not None and firing.function is not None:
+                self.emit({"aws": "lambda error", "function": firing.function, "error": firing.error})
+        self.invoker.join(30)
+        for rec in sorted(self.store.list_since(since), key=lambda r: r.created_at):
+            if rec.job_id not in self.jobs:
+                self.jobs.append(rec.job_id)
+        return fired
 
     def wait(self, job: str, status: JobStatus, timeout: float, at_progress: float | None = None) -> JobRecord:
         """Wait for the job to reach `status` (and, if given, `at_progress` of its training); raises TimeoutError

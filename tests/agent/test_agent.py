@@ -30,6 +30,7 @@ from agent.plan import BuildStep, Step
 from agent.uploader import Uploader
 from spotter.events import (
     Artifact,
+    FinalMetrics,
     JobBuildReady,
     JobCheckpoint,
     JobError,
@@ -40,10 +41,11 @@ from spotter.events import (
     JobPhase,
     JobProgress,
 )
-from spotter.spec import ResumeFrom
+from spotter.spec import InitialWeights, ResumeFrom
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "shapes-abc234"
+LOGS = REPO / "tests" / "fixtures" / "logs"
 
 
 class ImdsStandIn(BaseHTTPRequestHandler):
@@ -170,6 +172,10 @@ def test_a_full_run_reports_each_phase_and_uploads_verified_artifacts(
         assert len(body) == a.size
     assert finished.artifacts[0].key == f"jobs/{JOB_ID}/artifacts/best.pt"
     assert finished.artifacts[2].key == f"jobs/{JOB_ID}/artifacts/results.csv"
+    # Training ends with the validation of best.pt, per class: the uploaded weights' scores.
+    assert finished.metrics == FinalMetrics(
+        map50=0.995, map50_95=0.875, precision=0.983, recall=0.979, per_class_ap50={"rectangle": 0.994, "circle": 0.995}
+    )
 
     logs = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=f"jobs/{JOB_ID}/logs/attempt-1/")
     assert sorted(o["Key"].rsplit("/", 1)[1] for o in logs["Contents"]) == [
@@ -474,9 +480,66 @@ def test_a_plan_with_a_build_and_an_evaluation_runs_every_phase(
     assert f"installing in {workdir / 'framework'}" in build_log
     metrics = [e for e in bus.events if isinstance(e, JobMetric)]
     assert (metrics[-1].map50, metrics[-1].map50_95) == (pytest.approx(0.975), pytest.approx(0.812))
-    assert isinstance(bus.events[-1], JobFinished)
+    finished = bus.events[-1]
+    assert isinstance(finished, JobFinished)
+    # The evaluation's scores, not those training printed before it (it listed no classes).
+    assert finished.metrics == FinalMetrics(map50=0.975, map50_95=0.812, precision=0.951, recall=0.949)
     logs = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=f"jobs/{JOB_ID}/logs/attempt-1/")
     assert {o["Key"].rsplit("/", 1)[1] for o in logs["Contents"]} >= {"build.log", "data.log", "evaluate.log"}
+
+
+def _cat(log: Path) -> recipes.StepTemplate:
+    """A step that prints a saved framework log as the framework printed it."""
+    return recipes.StepTemplate(
+        commands=(("{python}", "-c", "import sys; sys.stdout.write(open(sys.argv[1]).read())", str(log)),)
+    )
+
+
+@pytest.mark.parametrize(
+    ("parser", "log", "expected"),
+    [
+        # `-map` prints each class's AP and the precision/recall at conf 0.25 before the mean, as `detector map` does.
+        (
+            "darknet",
+            "darknet_04.log",
+            FinalMetrics(map50=0.899153, precision=0.84, recall=0.84, per_class_ap50={"agua": 0.8452, "lixo": 0.9531}),
+        ),
+        # The validation of best.pt (val.py's table), one row per class.
+        (
+            "yolov5",
+            "yolov5_06.log",
+            FinalMetrics(
+                map50=0.189,
+                map50_95=0.0887,
+                precision=0.211,
+                recall=0.257,
+                per_class_ap50={"metal": 0.0108, "other": 0.142, "plastic": 0.414},
+            ),
+        ),
+        # detectron2's COCO evaluation: per-category AP is over IoU 0.5:0.95, so no AP50 per class.
+        ("detectron2", "detectron2_02.log", FinalMetrics(map50=0.5362, map50_95=0.29556)),
+    ],
+)
+def test_job_finished_carries_the_evaluations_final_scores_per_class(
+    parser: str,
+    log: str,
+    expected: FinalMetrics,
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    no_imds: Imds,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recipe = _recipe_with(parser=parser, evaluate=_cat(LOGS / log))
+    monkeypatch.setattr(recipes, "load", lambda name: recipe)
+    bus = RecordingBus()
+
+    assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds) == 0
+
+    finished = bus.events[-1]
+    assert isinstance(finished, JobFinished)
+    assert finished.metrics == expected
 
 
 def test_a_failed_build_is_reported_from_its_log_and_nothing_else_runs(
@@ -610,6 +673,114 @@ def test_a_missing_checkpoint_trains_from_scratch_and_no_resume_looks_for_none(
         assert (workdir / "logs" / "train.log").read_text().strip() == "train"
         assert _data_detail(bus.events) == detail
         assert ("checkpoints/last.pt" in (workdir / "logs" / "agent.log").read_text()) is (detail is not None)
+
+
+def test_a_run_that_prints_no_scores_finishes_without_metrics(
+    job: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    echo_recipe = _echo_train_recipe()
+    monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)
+    bus = RecordingBus()
+
+    assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds) == 0
+
+    finished = bus.events[-1]
+    assert isinstance(finished, JobFinished) and finished.metrics is None
+
+
+PROMOTED_KEY = "models/shapes/yolov8n/shapes-prev01/best.pt"
+
+
+def _promoted_run(job: Any, make_spec: Any, body: bytes, sha256: str) -> None:
+    """A scheduled run's spec (from=promoted) naming `body`'s object, as the launcher writes it."""
+    job.s3.put_object(Bucket="spotter-test", Key=PROMOTED_KEY, Body=body)
+    weights = InitialWeights(key=PROMOTED_KEY, sha256=sha256, size=len(body), job_id="shapes-prev01", map50=0.9)
+    run = make_spec(from_="promoted").model_copy(update={"initial_weights": weights})
+    job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=run.model_dump_json().encode())
+
+
+def test_a_promoted_run_starts_from_the_promoted_weights_verified(
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    no_imds: Imds,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_spec: Any,
+) -> None:
+    body = b"the best.pt job shapes-prev01 promoted"
+    _promoted_run(job, make_spec, body, hashlib.sha256(body).hexdigest())
+    show = "import sys; print('train from', open(sys.argv[1], 'rb').read().decode())"
+    echo_recipe = _echo_train_recipe()
+    write_best = echo_recipe.train.commands[-1]
+    train = recipes.StepTemplate(commands=(("{python}", "-c", show, "{work}/{pretrained}"), write_best))
+    monkeypatch.setattr(recipes, "load", lambda name: echo_recipe.model_copy(update={"train": train}))
+    workdir = tmp_path / "work"
+    bus = RecordingBus()
+
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
+
+    assert isinstance(bus.events[-1], JobFinished)
+    assert (workdir / "yolov8n.pt").read_bytes() == body
+    assert f"train from {body.decode()}" in (workdir / "logs" / "train.log").read_text()
+    assert _data_detail(bus.events) == "starts from the promoted weights of job shapes-prev01"
+    assert f"sha256 {hashlib.sha256(body).hexdigest()} verified" in (workdir / "logs" / "agent.log").read_text()
+
+
+def test_a_promoted_run_with_nothing_promoted_yet_starts_from_the_pretrained_weights(
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    no_imds: Imds,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_spec: Any,
+) -> None:
+    pretrained = b"the published yolov8n.pt"
+    job.s3.put_object(
+        Bucket="spotter-test",
+        Key="cache/pretrained/yolov8n.pt",
+        Body=pretrained,
+        Metadata={"sha256": hashlib.sha256(pretrained).hexdigest()},
+    )
+    run = make_spec(from_="promoted")  # the launcher found no promoted weights: initial_weights stays None
+    job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=run.model_dump_json().encode())
+    echo_recipe = _echo_train_recipe()
+    monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)
+    workdir = tmp_path / "work"
+    bus = RecordingBus()
+
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
+
+    assert (workdir / "yolov8n.pt").read_bytes() == pretrained
+    assert _data_detail(bus.events) == "nothing promoted yet: starts from the pretrained weights"
+
+
+def test_promoted_weights_that_fail_their_sha256_check_fail_the_job(
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    no_imds: Imds,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_spec: Any,
+) -> None:
+    _promoted_run(job, make_spec, b"replaced after it was promoted", "0" * 64)
+    echo_recipe = _echo_train_recipe()
+    monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)
+    workdir = tmp_path / "work"
+    bus = RecordingBus()
+
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 1
+
+    error = bus.events[-1]
+    assert isinstance(error, JobError) and (error.phase, error.kind) == ("data", "exit")
+    assert error.message.startswith(
+        f"the promoted weights of job shapes-prev01 (s3://spotter-test/{PROMOTED_KEY}) downloaded with sha256 "
+    )
+    assert f"the run spec names {'0' * 64}" in error.message
+    assert not (workdir / "yolov8n.pt").exists()
+    assert not any(isinstance(e, JobPhase) and e.phase == "train" for e in bus.events)
 
 
 def test_an_artifact_path_with_a_star_takes_the_newest_match(tmp_path: Path) -> None:

@@ -112,9 +112,11 @@ def test_offer_never_blocks_on_a_slow_bus() -> None:
 
 def test_failed_puts_are_retried_and_the_ending_gets_out() -> None:
     bus = FakeBus(fail_times=3)
-    em = Emitter(bus, progress_interval=60).start()
+    em = Emitter(bus, progress_interval=60)
     em.offer(metric(1))
     em.offer(JobError(job_id=JOB, phase="train", kind="oom", message="train exited with status 1"))
+    # Started once both are queued, so they make one batch: three failed puts of it, then the one that gets out.
+    em.start()
 
     assert em.close(5)
     assert [type(e).__name__ for e in bus.events] == ["JobMetric", "JobError"]

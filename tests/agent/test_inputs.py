@@ -1,4 +1,5 @@
-"""Pretrained weights from the bucket's cache/pretrained/: verified downloads, kept files, clear errors, publishing."""
+"""Starting weights: pretrained ones from the bucket's cache/pretrained/ (verified downloads, kept files, clear errors,
+publishing) and promoted ones, checked against the sha256 the run spec names."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
-from agent.inputs import InputError, fetch_pretrained, main, publish_pretrained
-from agent.plan import Pretrained
+from agent.inputs import InputError, fetch_pretrained, fetch_promoted, main, publish_pretrained
+from agent.plan import Pretrained, Promoted
 
 BUCKET = "spotter-test"
 
@@ -109,3 +110,41 @@ def test_publish_puts_the_file_with_its_sha256_where_fetch_finds_it(
     key, _ = publish_pretrained(source, s3=s3, bucket=BUCKET, name="yolov4-renamed.conv.137")
     assert key == "cache/pretrained/yolov4-renamed.conv.137"
     assert main(["publish", "--bucket", BUCKET, str(tmp_path / "missing")]) == 1
+
+
+PROMOTED_KEY = "models/persons/yolov5n/persons-prev01/best.pt"
+
+
+def _promoted(dest: Path, body: bytes, sha256: str | None = None) -> Promoted:
+    return Promoted(PROMOTED_KEY, sha256 or hashlib.sha256(body).hexdigest(), len(body), "persons-prev01", dest)
+
+
+def test_promoted_weights_arrive_verified_where_the_pretrained_file_goes(tmp_path: Path, s3: Any) -> None:
+    body = b"promoted best.pt" * 100
+    s3.put_object(Bucket=BUCKET, Key=PROMOTED_KEY, Body=body)
+    dest = tmp_path / "yolov5n.pt"
+    dest.write_bytes(b"the pretrained file of an earlier attempt")
+
+    fetch_promoted(_promoted(dest, body), s3=s3, bucket=BUCKET)
+
+    assert dest.read_bytes() == body
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolov5n.pt"]
+
+
+def test_promoted_weights_that_fail_their_sha256_check_are_refused(tmp_path: Path, s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key=PROMOTED_KEY, Body=b"overwritten since")
+    dest = tmp_path / "yolov5n.pt"
+    with pytest.raises(InputError) as e:
+        fetch_promoted(_promoted(dest, b"what was promoted", sha256="0" * 64), s3=s3, bucket=BUCKET)
+    actual = hashlib.sha256(b"overwritten since").hexdigest()
+    assert str(e.value) == (
+        f"the promoted weights of job persons-prev01 (s3://{BUCKET}/{PROMOTED_KEY}) downloaded with sha256 {actual} "
+        f"(17 bytes), the run spec names {'0' * 64} (17 bytes): not training from them"
+    )
+    assert not list(tmp_path.iterdir())
+
+
+def test_promoted_weights_gone_from_the_bucket_say_so(tmp_path: Path, s3: Any) -> None:
+    with pytest.raises(InputError, match=r"promoted weights of job persons-prev01 .* are gone from the bucket"):
+        fetch_promoted(_promoted(tmp_path / "yolov5n.pt", b"x"), s3=s3, bucket=BUCKET)
+    assert not list(tmp_path.iterdir())

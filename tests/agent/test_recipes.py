@@ -18,8 +18,8 @@ import pytest
 
 from agent import envcheck, recipes
 from agent.plan import Plan, Step
-from spotter import catalog
-from spotter.spec import JobSpec, RunSpec, TrainParams
+from spotter import catalog, layout
+from spotter.spec import InitialWeights, JobSpec, RunSpec, TrainParams
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -30,6 +30,9 @@ WORK = Path("/opt/spotter/work/shapes-abc234")
 PY = "/usr/bin/python3"
 T4 = "sm_75"
 MakeSpec = Callable[..., RunSpec]
+# The `from=` option as a person types it (a keyword no Python parameter can be named).
+FROM_PRETRAINED: dict[str, Any] = {"from": "pretrained"}
+FROM_PROMOTED: dict[str, Any] = {"from": "promoted"}
 
 
 def run_spec(dataset: str, model: str, *, attempt: int = 1, **options: Any) -> RunSpec:
@@ -73,6 +76,9 @@ def describe(plan: Plan, work: Path) -> list[str]:
     lines.append(f"data: {d.dataset} in {d.layout} layout into {d.out.relative_to(work)}")
     lines += [f"data: {shlex.join(argv)}" for argv in d.commands]
     lines += [f"pretrained: {p.name} -> {p.dest.relative_to(work)}" for p in plan.pretrained]
+    if plan.promoted is not None:
+        w = plan.promoted
+        lines.append(f"promoted: {w.key} (job {w.job_id}, sha256 {w.sha256[:8]}…) -> {w.dest.relative_to(work)}")
     lines += _step("train", plan.train, work)
     lines += _step("evaluate", plan.evaluate, work)
     lines += [
@@ -83,7 +89,22 @@ def describe(plan: Plan, work: Path) -> list[str]:
     return [f"parser: {plan.parser}", *lines]
 
 
-# Per recipe: a seed's job first, then several GPUs, then the same job resumed by a later attempt.
+def promoted(run: RunSpec, file: str) -> RunSpec:
+    """`run` as the launcher writes a from=promoted run's spec once a schedule promoted an earlier run's `file`."""
+    spec = run.spec
+    earlier = f"{spec.dataset}-prev01"
+    weights = InitialWeights(
+        key=f"{layout.model(spec.dataset, spec.model)}{earlier}/{file}",
+        sha256="ab" * 32,
+        size=1024,
+        job_id=earlier,
+        map50=0.71,
+    )
+    return run.model_copy(update={"initial_weights": weights})
+
+
+# Per recipe: a seed's job first, then several GPUs, then the same job resumed by a later attempt; then a scheduled
+# run from the weights it promoted (the option "promoted" names the promoted file), first fresh, then resumed.
 SAMPLES: dict[str, list[tuple[str, str, str | None, dict[str, Any], bool]]] = {
     "darknet": [
         ("seed 000: /train persons yolov4 (max_batches by AlexeyAB's rule)", "persons", T4, {"model": "yolov4"}, False),
@@ -95,6 +116,20 @@ SAMPLES: dict[str, list[tuple[str, str, str | None, dict[str, Any], bool]]] = {
             False,
         ),
         ("attempt 2 of /train persons yolov4, resumed", "persons", "sm_86", {"model": "yolov4"}, True),
+        (
+            "a scheduled /train persons yolov4 from=promoted",
+            "persons",
+            T4,
+            {"model": "yolov4", "from": "promoted", "promoted": "best.weights"},
+            False,
+        ),
+        (
+            "attempt 2 of the scheduled run, resumed",
+            "persons",
+            T4,
+            {"model": "yolov4", "from": "promoted", "promoted": "best.weights"},
+            True,
+        ),
     ],
     "scaled-yolov4": [
         ("seed 001: /train aerial-maritime yolov4-csp", "aerial-maritime", T4, {"model": "yolov4-csp"}, False),
@@ -129,6 +164,13 @@ SAMPLES: dict[str, list[tuple[str, str, str | None, dict[str, Any], bool]]] = {
             {"model": "yolov5n", "from": "pretrained"},
             True,
         ),
+        (
+            "a scheduled /train persons yolov5n from=promoted",
+            "persons",
+            T4,
+            {"model": "yolov5n", "from": "promoted", "promoted": "best.pt"},
+            False,
+        ),
     ],
     "detectron2": [
         (
@@ -146,6 +188,13 @@ SAMPLES: dict[str, list[tuple[str, str, str | None, dict[str, Any], bool]]] = {
             False,
         ),
         ("attempt 2, resumed", "coco2017", T4, {"model": "faster-rcnn-r50-fpn"}, True),
+        (
+            "a scheduled /train coco2017 faster-rcnn-r50-fpn from=promoted",
+            "coco2017",
+            T4,
+            {"model": "faster-rcnn-r50-fpn", "from": "promoted", "promoted": "model_final.pth"},
+            False,
+        ),
     ],
     "ultralytics": [
         ("the CPU demo: /train shapes yolov8n on a machine with no GPU", "shapes", None, {"model": "yolov8n"}, False),
@@ -157,6 +206,13 @@ SAMPLES: dict[str, list[tuple[str, str, str | None, dict[str, Any], bool]]] = {
             False,
         ),
         ("attempt 2, resumed", "shapes", None, {"model": "yolov8n"}, True),
+        (
+            "a scheduled /train shapes yolov8n from=promoted",
+            "shapes",
+            None,
+            {"model": "yolov8n", "from": "promoted", "promoted": "best.pt"},
+            False,
+        ),
     ],
 }
 
@@ -166,7 +222,10 @@ def render_samples(recipe: str) -> str:
     for title, dataset, arch, options, resume in SAMPLES[recipe]:
         options = dict(options)
         model = options.pop("model")
+        file = options.pop("promoted", None)
         run = run_spec(dataset, model, attempt=2 if resume else 1, **options)
+        if file is not None:
+            run = promoted(run, file)
         work = Path("/opt/spotter/work") / run.spec.job_id
         plan = recipes.load(recipe).render(run, workdir=work, python="python3", gpu_arch=arch, cpus=8, resume=resume)
         out += [f"# {title} — {arch or 'no GPU'}, 8 CPUs, work {work}", *describe(plan, work), ""]
@@ -348,7 +407,7 @@ def test_limits_of_a_recipe_are_refused_by_render() -> None:
     scaled = recipes.load("scaled-yolov4")
     with pytest.raises(recipes.RecipeError, match="from scratch, not from pretrained"):
         scaled.render(
-            run_spec("aerial-maritime", "yolov4-csp", **{"from": "pretrained"}),
+            run_spec("aerial-maritime", "yolov4-csp", **FROM_PRETRAINED),
             workdir=WORK,
             python=PY,
             gpu_arch=T4,
@@ -369,11 +428,17 @@ def test_every_catalog_model_renders_with_its_recipe(model: str) -> None:
     assert set(m.recipe_vars) <= recipes.MODEL_VARS
     assert all(catalog.GPU_TYPES[t].gpu_memory_gib >= recipe.gpu.min_memory_gib for t in m.gpu.instance_types())
     dataset = {"darknet": "persons", "detectron2": "coco2017"}.get(m.recipe, "aerial-maritime")
-    for start in recipe.starts:
+    # from=promoted goes wherever from=pretrained does, with weights promoted or none yet.
+    cases: list[tuple[str, bool]] = [(start, False) for start in recipe.starts]
+    if "pretrained" in recipe.starts:
+        cases += [("promoted", False), ("promoted", True)]
+    for start, weights in cases:
         for gpus in ("1", str(recipe.gpu.max_gpus)):
             for resume in (False, True):
+                options: dict[str, Any] = {"gpus": gpus, "from": start}
+                run = run_spec(dataset, model, **options)
                 plan = recipe.render(
-                    run_spec(dataset, model, gpus=gpus, **{"from": start}),
+                    promoted(run, "best.weights") if weights else run,
                     workdir=WORK,
                     python=PY,
                     gpu_arch=T4,
@@ -574,6 +639,134 @@ def test_darknet_cfg_writes_the_three_files_from_the_dataset(
     assert "5 classes, max_batches=10000, steps=8000,9000" in capsys.readouterr().out
 
 
+def test_darknet_ships_the_cfg_data_and_names_its_data_phase_writes(tmp_path: Path) -> None:
+    """The darknet weights are of no use without the three files they were trained with: the data phase's own
+    command writes them where the recipe's required artifacts are."""
+    from agent.trainers import darknet_cfg
+
+    work = tmp_path / "work"
+    plan = recipes.load("darknet").render(run_spec("persons", "yolov4"), workdir=work, python=PY, gpu_arch=T4, cpus=2)
+    artifacts = {a.name: (a.path, a.required) for a in plan.artifacts}
+    assert {name: artifacts[name] for name in ("cfg", "data", "names")} == {
+        "cfg": (work / "darknet" / "cfg" / "yolov4-persons.cfg", True),
+        "data": (work / "darknet" / "data" / "yolov4-persons.data", True),
+        "names": (work / "darknet" / "data" / "yolov4-persons.names", True),
+    }
+    (work / "darknet" / "cfg").mkdir(parents=True)
+    (work / "darknet" / "cfg" / "yolov4-custom.cfg").write_text(SAMPLE_CFG)
+    (work / "data").mkdir()
+    (work / "data" / "obj.names").write_text("person\n")
+    (work / "data" / "train.txt").write_text("a.jpg\n")
+    [command] = plan.data.commands
+    assert command[:3] == (PY, "-m", "agent.trainers.darknet_cfg")
+
+    assert darknet_cfg.main(list(command[3:])) == 0
+
+    assert all(artifacts[name][0].is_file() for name in ("cfg", "data", "names"))
+
+
+def test_detectron2_hands_out_its_final_model_as_best() -> None:
+    plan = recipes.load("detectron2").render(
+        run_spec("coco2017", "faster-rcnn-r50-fpn"), workdir=WORK, python=PY, gpu_arch=T4, cpus=2
+    )
+    assert [(a.name, a.path.relative_to(WORK).as_posix(), a.required) for a in plan.artifacts] == [
+        ("best", "model/model_final.pth", True),
+        ("config", "model/config.yaml", False),
+        ("last_checkpoint", "model/last_checkpoint", False),
+        ("metrics", "model/metrics.json", False),
+    ]
+    assert plan.evaluate is not None and f"{WORK}/model/model_final.pth" in plan.evaluate.commands[0]
+
+
+@pytest.mark.parametrize("recipe", sorted(SAMPLES))
+def test_every_recipe_offers_best_weights_and_uploads_no_file_twice(recipe: str) -> None:
+    title, dataset, arch, options, _ = SAMPLES[recipe][0]
+    options = dict(options)
+    plan = recipes.load(recipe).render(
+        run_spec(dataset, options.pop("model"), **options), workdir=WORK, python=PY, gpu_arch=arch, cpus=2
+    )
+    best = [a for a in plan.artifacts if a.name == "best"]
+    assert len(best) == 1 and best[0].required, title
+    paths = [a.path for a in plan.artifacts]
+    assert len(paths) == len(set(paths)), f"{recipe} uploads one file under two names"
+
+
+def _render(recipe: str, run: RunSpec, arch: str | None = T4, resume: bool = False) -> Plan:
+    return recipes.load(recipe).render(run, workdir=WORK, python=PY, gpu_arch=arch, cpus=2, resume=resume)
+
+
+def test_promoted_weights_are_fetched_verified_in_place_of_the_pretrained_file() -> None:
+    run = promoted(run_spec("persons", "yolov5n", **FROM_PROMOTED), "best.pt")
+    plan = _render("yolov5", run)
+
+    assert plan.pretrained == ()
+    assert plan.promoted is not None
+    assert (plan.promoted.key, plan.promoted.sha256, plan.promoted.size, plan.promoted.job_id) == (
+        "models/persons/yolov5n/persons-prev01/best.pt",
+        "ab" * 32,
+        1024,
+        "persons-prev01",
+    )
+    # The same file the pretrained weights would be: the train command is the from=pretrained one.
+    pretrained = _render("yolov5", run_spec("persons", "yolov5n", **FROM_PRETRAINED))
+    assert [p.dest for p in pretrained.pretrained] == [plan.promoted.dest] == [WORK / "yolov5n.pt"]
+    assert plan.train == pretrained.train
+
+
+def test_from_promoted_with_nothing_promoted_starts_as_from_pretrained() -> None:
+    for recipe, dataset, model in (("yolov5", "persons", "yolov5n"), ("darknet", "persons", "yolov4")):
+        plan = _render(recipe, run_spec(dataset, model, **FROM_PROMOTED))
+        assert plan == _render(recipe, run_spec(dataset, model, **FROM_PRETRAINED)), recipe
+        assert plan.promoted is None and len(plan.pretrained) == 1
+
+
+def test_darknet_clears_the_promoted_weights_iteration_count_only_when_it_starts_from_them() -> None:
+    run = promoted(run_spec("persons", "yolov4", **FROM_PROMOTED), "best.weights")
+    fresh = _render("darknet", run)
+    assert fresh.promoted is not None and fresh.promoted.dest == WORK / "darknet" / "yolov4.conv.137"
+    assert fresh.train.commands[0][:6] == ("./darknet", "detector", "train", "data/yolov4-persons.data",
+                                          "cfg/yolov4-persons.cfg", "yolov4.conv.137")  # fmt: skip
+    assert fresh.train.commands[0][-1] == "-clear"
+    # A resumed attempt goes on from its checkpoint and the iteration it holds: nothing promoted is fetched.
+    resumed = _render("darknet", run.model_copy(update={"attempt": 2}), resume=True)
+    assert resumed.promoted is None and resumed.pretrained == ()
+    assert "-clear" not in resumed.train.commands[0]
+    assert "-clear" not in _render("darknet", run_spec("persons", "yolov4", **FROM_PRETRAINED)).train.commands[0]
+
+
+def test_detectron2_is_told_the_promoted_weights_are_a_checkpoint() -> None:
+    run = promoted(run_spec("coco2017", "faster-rcnn-r50-fpn", **FROM_PROMOTED), "model_final.pth")
+    plan = _render("detectron2", run)
+    assert plan.promoted is not None and plan.promoted.dest == WORK / "R-50.pkl"
+    train = plan.train.commands[0]
+    assert train[train.index("MODEL.WEIGHTS") + 1] == f"{WORK}/R-50.pkl"
+    assert train.index("--checkpoint-weights") < train.index(f"{WORK}/detectron2/tools/train_net.py")
+    assert (
+        "--checkpoint-weights"
+        not in _render("detectron2", run_spec("coco2017", "faster-rcnn-r50-fpn")).train.commands[0]
+    )
+
+
+def test_promoted_weights_are_refused_where_they_cannot_be_the_start() -> None:
+    with pytest.raises(recipes.RecipeError, match="trains from scratch, not from promoted"):
+        _render("scaled-yolov4", run_spec("aerial-maritime", "yolov4-csp", **FROM_PROMOTED))
+    with pytest.raises(
+        recipes.RecipeError, match=r"promoted weights \(job persons-prev01's\) for a job that trains from pretrained"
+    ):
+        _render("yolov5", promoted(run_spec("persons", "yolov5n", **FROM_PRETRAINED), "best.pt"))
+    # Ultralytics from scratch fetches nothing a promoted file could replace; a recipe that fetches two is ambiguous.
+    bare = recipes.load("ultralytics").model_copy(update={"pretrained": ()})
+    run = promoted(run_spec("shapes", "yolov8n", **FROM_PROMOTED), "best.pt")
+    with pytest.raises(recipes.RecipeError, match="they replace its one pretrained file, and it fetches none"):
+        bare.render(run, workdir=WORK, python=PY, gpu_arch=None, cpus=2)
+    two = recipes.load("ultralytics")
+    two = two.model_copy(
+        update={"pretrained": (*two.pretrained, recipes.PretrainedTemplate(name="x.pt", dest="{work}/x.pt"))}
+    )
+    with pytest.raises(recipes.RecipeError, match=r"it fetches yolov8n\.pt, x\.pt"):
+        two.render(run, workdir=WORK, python=PY, gpu_arch=None, cpus=2)
+
+
 def test_darknet_cfg_fails_plainly_without_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from agent.trainers import darknet_cfg
 
@@ -662,6 +855,42 @@ def test_detectron2_wrapper_registers_the_splits_and_runs_train_net(
     ]  # fmt: skip
     # train_net --resume reads the checkpoint's name from OUTPUT_DIR/last_checkpoint.
     assert (out / "last_checkpoint").read_text() == str(checkpoint.resolve())
+
+
+def test_detectron2_wrapper_hands_checkpoint_weights_over_under_a_pth_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from agent.trainers import detectron2_train
+
+    fake = FakeDetectron2()
+    for name, module in fake.modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        (data / "coco" / f"{split}2017").mkdir(parents=True)
+        (data / "coco" / "annotations").mkdir(exist_ok=True)
+        doc = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "boat"}]}
+        (data / "coco" / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(doc))
+    script = tmp_path / "train_net.py"
+    script.write_text("def main(args):\n    return args.opts\n")
+    weights = tmp_path / "R-50.pkl"
+    weights.write_bytes(b"PK\x03\x04 a torch checkpoint")
+    argv = ["--data", str(data), "--checkpoint-weights", str(script), "--num-gpus", "1"]
+
+    assert detectron2_train.main([*argv, "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(tmp_path / "m")]) == 0
+
+    [(_, opts)] = fake.launched
+    link = tmp_path / "R-50.pkl.pth"
+    # detectron2 merges overrides in order: the last MODEL.WEIGHTS is the one it loads.
+    assert opts[-2:] == ["MODEL.WEIGHTS", str(link)]
+    assert link.read_bytes() == weights.read_bytes()
+    with pytest.raises(detectron2_train.DatasetLayoutError, match=r"--checkpoint-weights needs MODEL\.WEIGHTS"):
+        detectron2_train.weights_as_checkpoint(["OUTPUT_DIR", "m"])
+    with pytest.raises(detectron2_train.DatasetLayoutError, match="is not there"):
+        detectron2_train.weights_as_checkpoint(["MODEL.WEIGHTS", str(tmp_path / "missing.pkl")])
+    assert detectron2_train.weights_as_checkpoint(["MODEL.WEIGHTS", str(tmp_path / "model_final.pth")]) == []
 
 
 def test_detectron2_wrapper_refuses_a_folder_not_in_coco_layout(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot import views
+from bot import replies, views
 from bot.rules import CancelRefused, CapReached
 from spotter import catalog
 from spotter.events import Artifact
@@ -69,7 +69,7 @@ def test_an_interrupted_card_says_it_relaunches_and_from_where() -> None:
     assert "Attempt 1 ended (spot interruption at epoch 8)" in text
     assert "resumes after epoch 7 from the last checkpoint" in text
     assert "ETA" not in text
-    assert [b["action_id"] for b in buttons(views.job_card(rec, now=T0 + 3700))] == ["cancel_job"]
+    assert [b["action_id"] for b in buttons(views.job_card(rec, now=T0 + 3700))] == ["show_logs", "cancel_job"]
 
     waiting = rec.model_copy(update={"relaunch_at": T0 + 3700 + 120, "checkpoint": None})
     card = views.job_card(waiting, now=T0 + 3700)
@@ -80,7 +80,7 @@ def test_an_interrupted_card_says_it_relaunches_and_from_where() -> None:
 @pytest.mark.parametrize("status", [s for s in JobStatus if not s.is_terminal()])
 def test_every_active_card_has_a_confirmed_cancel_button(status: JobStatus) -> None:
     rec = running().model_copy(update={"status": status})
-    [button] = buttons(views.job_card(rec, now=T0))
+    [button] = [b for b in buttons(views.job_card(rec, now=T0)) if b["action_id"] == "cancel_job"]
     assert (button["action_id"], button["value"], button["style"]) == ("cancel_job", rec.job_id, "danger")
     assert {"title", "text", "confirm", "deny"} <= set(button["confirm"])
 
@@ -104,7 +104,7 @@ LAST = Artifact(name="last", key="jobs/x/artifacts/last.pt", sha256="ab" * 32, s
 
 def test_a_cancel_by_someone_else_tells_the_requester_and_links_the_weights_so_far() -> None:
     rec = cancelled("U0BOB", artifacts=[LAST])
-    reply = views.cancelled_reply(rec, now=T0 + 7400, weights=(LAST, URL))
+    reply = replies.cancelled_reply(rec, now=T0 + 7400, weights=(LAST, URL))
     check_limits(reply)
     assert reply["text"].startswith(f"<@U0ALICE>, `{rec.job_id}` (shapes · yolov8n) was cancelled by <@U0BOB> at epoch")
     assert "Weights written so far: `last`, 5.0 MB" in reply["text"] and URL in reply["text"]
@@ -113,12 +113,12 @@ def test_a_cancel_by_someone_else_tells_the_requester_and_links_the_weights_so_f
 
     card = views.job_card(rec, now=T0 + 7400, weights_url=URL)
     assert "Cancelled by <@U0BOB> at epoch 7/20" in shown(card)
-    assert [b["text"]["text"] for b in buttons(card)] == ["Download weights so far"]
+    assert [b["text"]["text"] for b in buttons(card)] == ["Download weights so far", "Logs"]
     assert "Failed" not in shown(card)
 
 
 def test_a_cancel_by_the_requester_does_not_mention_them_twice_and_says_when_nothing_was_kept() -> None:
-    reply = views.cancelled_reply(cancelled("U0ALICE"), now=T0 + 7400, weights=None)
+    reply = replies.cancelled_reply(cancelled("U0ALICE"), now=T0 + 7400, weights=None)
     assert reply["text"].count("<@U0ALICE>") == 1
     assert "No weights had been written yet." in reply["text"] and buttons(reply) == []
 
@@ -158,7 +158,7 @@ def test_failure_replies_read_well_for_each_kind(phase: str, kind: str, message:
     rec = running(failure=Failure(phase=phase, kind=kind, message=message)).model_copy(
         update={"status": JobStatus.FAILED, "finished_at": T0 + 600}
     )
-    reply = views.failure_reply(rec, now=T0 + 700)
+    reply = replies.failure_reply(rec, now=T0 + 700)
     check_limits(reply)
     for part in says:
         assert part in shown(reply), part
@@ -171,9 +171,9 @@ def test_a_forged_mention_in_a_failure_or_a_note_cannot_broadcast() -> None:
     rec = running(failure=Failure(phase="launch", kind="capacity", message="<!channel> look")).model_copy(
         update={"status": JobStatus.FAILED}
     )
-    reply = views.failure_reply(rec, now=T0, note="also <!here>")
+    reply = replies.failure_reply(rec, now=T0, note="also <!here>")
     assert "<!" not in shown(reply) and "<!" not in reply["text"]
-    note = views.note_reply(running(), "Attempt 2 resumes after epoch 3. <!everyone>", notify_requester=True)
+    note = replies.note_reply(running(), "Attempt 2 resumes after epoch 3. <!everyone>", notify_requester=True)
     assert note["text"].startswith("<@U0ALICE> Attempt 2 resumes") and "<!" not in shown(note)
 
 

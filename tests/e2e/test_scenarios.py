@@ -151,7 +151,6 @@ def test_a_wait_that_times_out_exits_1_with_the_final_line(tmp_path: Path) -> No
         ('- slash: "/train x y"\n  colour: red\n', "colour"),
         ("- wait: {job: last, status: DONE}\n", "status"),
         ("just text\n", "a non-empty YAML list"),
-        ("- fire_schedule: all\n", "not supported by this local stack yet"),
     ],
 )
 def test_bad_scenarios_are_rejected_clearly(tmp_path: Path, content: str | None, message: str) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +18,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, Se
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 from slack_sdk.webhook import WebhookClient
 
-from infra.local.slack import File, Message, SlackStandIn
+from infra.local.slack import PNG_SIGNATURE, File, Message, SlackStandIn
 
 CHANNEL = "C0JOBS"
 
@@ -193,9 +195,10 @@ def test_files_upload_v2_shares_the_bytes_in_the_thread(standin: SlackStandIn, c
     assert [c.method for c in standin.calls] == [
         "chat.postMessage",
         "files.getUploadURLExternal",
+        "files.upload",
         "files.completeUploadExternal",
     ]
-    assert standin.calls[2].args["files"] == [{"id": answer["file"]["id"], "title": "mAP and loss"}]
+    assert standin.calls[3].args["files"] == [{"id": answer["file"]["id"], "title": "mAP and loss"}]
 
 
 def test_multipart_upload_is_stored(standin: SlackStandIn, client: WebClient) -> None:
@@ -424,7 +427,8 @@ def test_on_call_streams_every_call_as_sent_without_the_token(
     client.chat_postMessage(channel=CHANNEL, text="second try", blocks=[{"type": "divider"}])
 
     assert events == [
-        {"slack": "chat.postMessage", "args": {"channel": CHANNEL, "text": "first try"}},
+        # The injected fault's answer is part of the line: that call did not take.
+        {"slack": "chat.postMessage", "args": {"channel": CHANNEL, "text": "first try"}, "status": 500},
         {
             "slack": "chat.postMessage",
             "args": {"channel": CHANNEL, "text": "second try", "blocks": [{"type": "divider"}]},
@@ -511,3 +515,124 @@ def _ok(client: WebClient) -> bool:
         return bool(client.auth_test()["ok"])
     except SlackApiError:
         return False
+
+
+def _png(width: int = 2, height: int = 2) -> bytes:
+    """A real PNG image: grey pixels, 8-bit greyscale."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_usergroups_users_list_answers_the_members_it_was_told(events: list[dict[str, Any]]) -> None:
+    with SlackStandIn(on_call=events.append, usergroups={"S0MLTEAM": ["U0ALICE", "U0BOB"]}) as standin:
+        client = web_client(standin)
+        members = client.usergroups_users_list(usergroup="S0MLTEAM")
+        standin.set_usergroup("S0ADMINS", ["U0CAROL"])
+        admins = client.usergroups_users_list(usergroup="S0ADMINS")
+        with pytest.raises(SlackApiError) as unknown:
+            client.usergroups_users_list(usergroup="S0NOBODY")
+        with pytest.raises(SlackApiError) as missing:
+            client.api_call("usergroups.users.list", params={})
+
+    assert members["ok"] is True and members["users"] == ["U0ALICE", "U0BOB"]
+    assert admins["users"] == ["U0CAROL"]
+    assert slack_error(unknown) == "no_such_subteam"
+    assert slack_error(missing) == "invalid_arguments"
+    assert events[0] == {"slack": "usergroups.users.list", "args": {"usergroup": "S0MLTEAM"}}
+
+
+def test_a_png_uploaded_with_files_upload_v2_shows_in_the_stream_and_comes_back(
+    standin: SlackStandIn, client: WebClient, events: list[dict[str, Any]]
+) -> None:
+    chart = _png()
+    card = client.chat_postMessage(channel=CHANNEL, text="Job abc finished")
+
+    answer = client.files_upload_v2(channel=CHANNEL, thread_ts=card["ts"], content=chart, filename="chart.png")
+
+    file_id = answer["file"]["id"]
+    assert [e["slack"] for e in events] == [
+        "chat.postMessage",
+        "files.getUploadURLExternal",
+        "files.upload",
+        "files.completeUploadExternal",
+    ]
+    assert events[1]["args"]["filename"] == "chart.png"
+    assert events[2]["args"] == {"file_id": file_id, "filename": "chart.png", "bytes": len(chart), "png": True}
+    assert events[3]["args"]["files"][0]["id"] == file_id
+    assert standin.file_content(file_id) == chart
+    assert standin.calls_to("files.upload")[0].status == 200
+
+
+def test_an_upload_that_is_not_a_png_says_so(
+    standin: SlackStandIn, client: WebClient, events: list[dict[str, Any]]
+) -> None:
+    ticket = client.files_getUploadURLExternal(filename="chart.png", length=4)
+    requests.post(ticket["upload_url"], data=b"GIF8", timeout=5).raise_for_status()
+
+    assert events[-1] == {
+        "slack": "files.upload",
+        "args": {"file_id": ticket["file_id"], "filename": "chart.png", "bytes": 4, "png": False},
+    }
+    assert standin.file_content(ticket["file_id"]) == b"GIF8"
+
+
+def test_file_content_of_a_file_never_uploaded_is_a_key_error(standin: SlackStandIn, client: WebClient) -> None:
+    ticket = client.files_getUploadURLExternal(filename="best.pt", length=3)
+
+    with pytest.raises(KeyError, match="no bytes were uploaded"):
+        standin.file_content(ticket["file_id"])
+    with pytest.raises(KeyError):
+        standin.file_content("F404")
+
+
+def test_the_upload_itself_can_be_faulted(standin: SlackStandIn, client: WebClient) -> None:
+    ticket = client.files_getUploadURLExternal(filename="chart.png", length=4)
+    standin.fail("files.upload", status=500, times=1)
+
+    first = requests.post(ticket["upload_url"], data=b"abcd", timeout=5)
+    second = requests.post(ticket["upload_url"], data=b"abcd", timeout=5)
+
+    assert (first.status_code, second.status_code) == (500, 200)
+    assert [c.status for c in standin.calls_to("files.upload")] == [500, 200]
+    assert standin.file_content(ticket["file_id"]) == b"abcd"
+
+
+def test_a_button_click_response_url_answers_the_clicker_or_edits_the_clicked_message(
+    standin: SlackStandIn, client: WebClient, events: list[dict[str, Any]]
+) -> None:
+    card = client.chat_postMessage(channel=CHANNEL, text="Job abc: running")
+    answer_url = standin.new_action_response_url("cancel_job", CHANNEL, "U0ALICE", card["ts"])
+    edit_url = standin.new_action_response_url("cancel_job", CHANNEL, "U0ALICE", card["ts"])
+
+    WebhookClient(answer_url).send(text="Cancelling abc", response_type="ephemeral", replace_original=False)
+    WebhookClient(edit_url).send(text="Job abc: cancelling", replace_original=True)
+
+    assert [(m.text, m.ephemeral_user) for m in standin.ephemerals(CHANNEL)] == [("Cancelling abc", "U0ALICE")]
+    [edited] = standin.messages(CHANNEL)
+    assert (edited.ts, edited.text) == (card["ts"], "Job abc: cancelling")
+    assert events[-2] == {
+        "slack": "response",
+        "action": "cancel_job",
+        "args": {"text": "Cancelling abc", "response_type": "ephemeral", "replace_original": False},
+    }
+    assert [(c.method, c.action, c.command) for c in standin.calls_to("response")] == [
+        ("response", "cancel_job", None)
+    ] * 2
+    with pytest.raises(KeyError):
+        standin.new_action_response_url("cancel_job", CHANNEL, "U0ALICE", "1.000001")
+
+
+def test_message_and_wire_show_one_message_as_slack_sends_it(standin: SlackStandIn, client: WebClient) -> None:
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*abc*"}}]
+    card = client.chat_postMessage(channel=CHANNEL, text="abc", blocks=blocks)
+
+    message = standin.message(CHANNEL, card["ts"])
+
+    assert message is not None and message.blocks == blocks
+    assert standin.wire(message) == card["message"]
+    assert standin.message(CHANNEL, "1.000001") is None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from spotter import layout
+from spotter.events import Artifact
+from spotter.models import Promoted, manifest_key
 from spotter.spec import RunSpec
 from spotter.status import JobStatus
 from spotter.store import Checkpoint
@@ -60,3 +62,32 @@ def test_a_stale_relaunch_launches_nothing(stack: Stack) -> None:
 
     assert outcome.result == "skipped" and fleets == []
     assert stack.store.get(job).status is JobStatus.INTERRUPTED
+
+
+def test_a_promoted_start_names_the_promoted_weights_or_none_yet(stack: Stack) -> None:
+    first = make_spec(seed="promoted-1", **{"from": "promoted"})
+    stack.store.create(first, trigger="promoted-1")
+    assert stack.launcher().launch(first.job_id).result == "launched"
+    assert _run_spec(stack, first.job_id).initial_weights is None  # nothing promoted yet: pretrained
+
+    best = Artifact(name="best", key="models/shapes/yolov8n/shapes-aaaaaa/best.pt", sha256=SHA, size=2048)
+    manifest = Promoted(job_id="shapes-aaaaaa", map50=0.71, artifacts=[best])
+    stack.s3.put_object(Bucket=BUCKET, Key=manifest_key("shapes", "yolov8n"), Body=manifest.model_dump_json().encode())
+    second = make_spec(seed="promoted-2", **{"from": "promoted"})
+    stack.store.create(second, trigger="promoted-2")
+    assert stack.launcher().launch(second.job_id).result == "launched"
+    start = _run_spec(stack, second.job_id).initial_weights
+    assert start is not None
+    assert (start.key, start.sha256, start.size, start.job_id, start.map50) == (
+        best.key,
+        SHA,
+        2048,
+        "shapes-aaaaaa",
+        0.71,
+    )
+
+    # Another start than promoted never reads the promoted weights.
+    other = make_spec(seed="promoted-3", **{"from": "pretrained"})
+    stack.store.create(other, trigger="promoted-3")
+    assert stack.launcher().launch(other.job_id).result == "launched"
+    assert _run_spec(stack, other.job_id).initial_weights is None

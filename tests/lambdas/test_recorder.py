@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from spotter.config import ControlSettings
 from spotter.events import (
     Artifact,
     Bus,
+    FinalMetrics,
     JobCancelled,
     JobCancelRequested,
     JobCheckpoint,
@@ -28,6 +30,7 @@ from spotter.events import (
     JobPhase,
     JobProgress,
 )
+from spotter.models import ModelRegistry
 from spotter.status import JobStatus
 from spotter.store import Checkpoint, JobsStore
 from tests.spotter.helpers import make_spec, table_definition
@@ -252,3 +255,35 @@ def test_a_spot_warning_is_said_in_the_thread_and_an_unknown_instance_is_ignored
 
     stranger = world.ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     assert handler.handle(_state_change(stranger, "terminated", age=300)) == "ignored"
+
+
+def test_a_scheduled_run_that_finishes_is_promoted_with_its_final_scores(world: World) -> None:
+    job = world.running("sched")
+    world.store.db.update_item(  # a run a schedule started (test set-up: the spec is the scheduled-run function's)
+        TableName="jobs",
+        Key={"job_id": {"S": job}},
+        UpdateExpression="SET spec.schedule_id = :s",
+        ExpressionAttributeValues={":s": {"S": "shapes-yolov8n-k3m9"}},
+    )
+    body = b"weights"
+    key = layout.artifact(job, "best", ".pt")
+    world.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    best = Artifact(name="best", key=key, sha256=hashlib.sha256(body).hexdigest(), size=len(body))
+    final = FinalMetrics(map50=0.731, map50_95=0.41, per_class_ap50={"circle": 0.9, "square": 0.56})
+
+    world.recorder.record(JobFinished(job_id=job, seq=9, artifacts=[best], metrics=final))
+
+    rec = world.store.get(job)
+    assert rec.status is JobStatus.SUCCEEDED
+    assert rec.final_metrics == final
+    assert rec.promotion is not None and rec.promotion.promoted and rec.promotion.map50 == 0.731
+    promoted = ModelRegistry(world.s3, BUCKET).promoted("shapes", "yolov8n")
+    assert promoted is not None and promoted.job_id == job
+
+
+def test_a_job_not_started_by_a_schedule_is_never_promoted(world: World) -> None:
+    job = world.running("manual")
+    world.recorder.record(JobFinished(job_id=job, seq=9, artifacts=[], metrics=FinalMetrics(map50=0.99)))
+    rec = world.store.get(job)
+    assert rec.status is JobStatus.SUCCEEDED and rec.promotion is None
+    assert ModelRegistry(world.s3, BUCKET).promoted("shapes", "yolov8n") is None

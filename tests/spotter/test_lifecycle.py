@@ -75,3 +75,13 @@ def test_an_end_that_cannot_be_recorded_is_raised_for_the_bus_to_retry(
     with pytest.raises(TransitionError):
         lifecycle.apply(store, event.model_copy(update={"job_id": job}))
     assert store.get(job).status in (JobStatus.RUNNING, JobStatus.UPLOADING)
+
+
+def test_a_phase_start_delivered_after_a_later_one_is_still_announced_once(store: JobsStore) -> None:
+    job = _running(store, "order")
+    data = lifecycle.apply(store, JobPhase(job_id=job, attempt=1, seq=5, phase="data", state="started"))
+    build = lifecycle.apply(store, JobPhase(job_id=job, attempt=1, seq=4, phase="build", state="cached"))
+    again = lifecycle.apply(store, JobPhase(job_id=job, attempt=1, seq=4, phase="build", state="cached"))
+
+    assert data.phase_changed and build.phase_changed and not again.phase_changed
+    assert store.get(job).phase == "data"  # the record keeps the newest phase

@@ -7,7 +7,7 @@ import pytest
 from spotter.events import JobLaunched, JobMetric, JobProgress
 from spotter.status import JobStatus
 from spotter.store import DuplicateJob, JobsStore
-from tests.spotter.helpers import make_spec
+from tests.spotter.helpers import force_status, make_spec
 
 
 def _running(store: JobsStore, seed: str = "s") -> str:
@@ -130,3 +130,56 @@ def test_best_announcements_need_a_real_step(store: JobsStore) -> None:
     assert not store.claim_best_announcement(job, 0.31, 0.02)  # a point better is not news
     assert store.claim_best_announcement(job, 0.33, 0.02)
     assert not store.claim_best_announcement(job, 0.33, 0.02)  # a redelivery announces nothing
+
+
+def test_best_announcements_are_spaced_in_time_and_capped(store: JobsStore) -> None:
+    job = _running(store, "spaced")
+
+    def claim(map50: float, now: float) -> bool:
+        return store.claim_best_announcement(job, map50, 0.02, interval=300, limit=3, now=now)
+
+    assert claim(0.30, now=1000.0)
+    assert not claim(0.50, now=1299.0), "a real step, but too soon after the last"
+    assert claim(0.50, now=1300.0)
+    assert not claim(0.51, now=2000.0), "late enough, but not a real step"
+    assert claim(0.60, now=2000.0)
+    assert not claim(0.90, now=9000.0), "three announced: the cap"
+    assert not store.claim_best_announcement("no-such-job", 0.5, 0.02, interval=0, now=1.0)
+
+
+def test_the_parts_of_an_end_are_claimed_once_each(store: JobsStore) -> None:
+    job = _running(store, "end")
+    assert store.claim_announcement(job, JobStatus.FAILED, "reply", now=1000.0) is None, "the job has not ended"
+    force_status(store, job, JobStatus.FAILED)
+
+    reply = store.claim_announcement(job, JobStatus.FAILED, "reply", now=1000.0)
+    assert reply == 1000.0
+    assert store.claim_announcement(job, JobStatus.FAILED, "reply", now=1001.0) is None, "held by a live delivery"
+    card = store.claim_announcement(job, JobStatus.FAILED, "card", now=1001.0)
+    assert card is not None, "each part is claimed on its own"
+    assert store.announcement_shown(job, "reply", reply)
+    rec = store.get(job)
+    assert rec.announced_part("reply") and not rec.announced_part("card") and rec.announced is JobStatus.FAILED
+    assert store.claim_announcement(job, JobStatus.FAILED, "reply", now=5000.0) is None, "shown: never again"
+
+    store.release_announcement(job, "card", card)  # Slack did not take it
+    assert store.get(job).announced_card is None
+    again = store.claim_announcement(job, JobStatus.FAILED, "card", now=1002.0)
+    assert again is not None and store.announcement_shown(job, "card", again)
+    assert store.get(job).announced_part("card")
+
+
+def test_a_part_held_by_a_delivery_that_died_is_taken_over_after_its_lease(store: JobsStore) -> None:
+    job = _running(store, "lease")
+    force_status(store, job, JobStatus.SUCCEEDED)
+    dead = store.claim_announcement(job, JobStatus.SUCCEEDED, "chart", lease=60, now=1000.0)
+    assert dead is not None
+    assert store.claim_announcement(job, JobStatus.SUCCEEDED, "chart", lease=60, now=1059.0) is None
+    taken = store.claim_announcement(job, JobStatus.SUCCEEDED, "chart", lease=60, now=1060.0)
+    assert taken == 1060.0
+    store.release_announcement(job, "chart", dead)  # the old holder waking up gives back nothing of the new one's
+    assert not store.announcement_shown(job, "chart", dead)
+    claim = store.get(job).announced_chart
+    assert claim is not None and claim.claimed_at == 1060.0 and not claim.done
+    assert store.announcement_shown(job, "chart", taken)
+    assert store.get(job).announced_part("chart")
