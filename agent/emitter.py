@@ -63,8 +63,8 @@ class Emitter:
         self._thread.start()
         return self
 
-    def offer(self, event: JobEvent) -> None:
-        """Queue an event for the bus and return at once, whatever state the bus is in."""
+    def offer(self, event: JobEvent) -> JobEvent:
+        """Queue an event for the bus and return at once, whatever state the bus is in: the event with its seq."""
         with self._cond:
             self._seq += 1
             stamped = event.model_copy(update={"seq": self._seq})
@@ -74,10 +74,11 @@ class Emitter:
                 self.dropped += 1
                 if self.dropped == 1:
                     log.error("the bus has been unreachable for %d events: dropping milestones", MAX_PENDING)
-                return
+                return stamped
             else:
                 self._milestones.append(stamped)
             self._cond.notify()
+        return stamped
 
     def pending(self) -> int:
         with self._cond:

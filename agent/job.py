@@ -8,6 +8,7 @@ powers the machine off. Whatever happens, those last steps run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -42,7 +43,7 @@ from agent.uploader import Uploader
 from agent.watcher import IMDS_TIMEOUT_SECONDS, SpotWatcher, read_control
 from spotter import layout
 from spotter.aws import client
-from spotter.events import Bus, JobCancelled, JobError, JobEvent, JobFinished, JobInterrupted
+from spotter.events import Bus, JobCancelled, JobError, JobEvent, JobFinished, JobInterrupted, to_eventbridge
 from spotter.spec import RunSpec
 
 log = logging.getLogger("agent")
@@ -172,7 +173,7 @@ class JobRun:
             elif self.sync is not None:
                 self.sync.stop(CHECKPOINT_WAIT_SECONDS)
             if final is not None:
-                self.emitter.offer(final)
+                self.end(final)
             self.attempt.upload_log(self.attempt.phase)
         except Terminated:
             log.warning("stopped while reporting how the attempt ended")
@@ -190,7 +191,7 @@ class JobRun:
         if control is None or not self.ending.claim("cancel"):
             return False
         log.warning("the job was cancelled by %s before it started: running nothing", control.by or "someone")
-        self.reporter.emit(JobCancelled, artifacts=[])
+        self.end(self.reporter.event(JobCancelled, artifacts=[]))
         self.finish("cancelled", FLUSH_TIMEOUT_SECONDS)
         return True
 
@@ -279,12 +280,14 @@ class JobRun:
             self.stop_trainer()
             left = INTERRUPTION_BUDGET_SECONDS - (self.clock() - began) - NOTICE_FLUSH_SECONDS
             synced = self.keep_checkpoint(max(5.0, left))
-            self.reporter.emit(
-                JobInterrupted,
-                action=action,
-                notice_at=notice_at,
-                checkpoint=None if synced is None else synced.artifact,
-                current=None if synced is None else synced.current,
+            self.end(
+                self.reporter.event(
+                    JobInterrupted,
+                    action=action,
+                    notice_at=notice_at,
+                    checkpoint=None if synced is None else synced.artifact,
+                    current=None if synced is None else synced.current,
+                )
             )
             self.attempt.upload_log(self.attempt.phase)
         except Exception:
@@ -301,12 +304,26 @@ class JobRun:
             if self.sync is not None:
                 self.sync.stop(CHECKPOINT_WAIT_SECONDS)
             artifacts = self.attempt.upload_existing(self.plan)
-            self.reporter.emit(JobCancelled, artifacts=artifacts)
+            self.end(self.reporter.event(JobCancelled, artifacts=artifacts))
             self.attempt.upload_log(self.attempt.phase)
         except Exception:
             log.exception("wrapping up the cancelled attempt failed")
         finally:
             self.finish("cancelled", FLUSH_TIMEOUT_SECONDS)
+
+    def end(self, event: JobEvent) -> None:
+        """Say how the attempt ended, on the bus and in S3: recovery reads it there if the instance is gone before
+        the bus delivers it, and does not take the attempt for vanished. Both are done before the power goes off."""
+        stamped = self.emitter.offer(event)
+        try:
+            self.s3.put_object(
+                Bucket=self.run.bucket,
+                Key=layout.attempt_end(self.job_id, self.run.attempt),
+                Body=json.dumps(to_eventbridge(stamped)).encode(),
+                ContentType="application/json",
+            )
+        except Exception as e:
+            log.warning("keeping how the attempt ended in S3 failed (the bus still gets it): %s", e)
 
     def rebalance(self) -> None:
         if self.sync is not None:

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from agent import tuning
 from agent.emitter import Emitter
@@ -18,6 +18,7 @@ from agent.parsers.base import Metric, Parsed, Progress
 from spotter.events import JobEvent, JobHeartbeat, JobMetric, JobProgress, Phase
 
 log = logging.getLogger(__name__)
+E = TypeVar("E", bound=JobEvent)
 
 HEARTBEAT_SECONDS = 60.0
 # How many "completed" marks are kept to date a checkpoint file by (one per epoch or progress line).
@@ -54,8 +55,12 @@ class Reporter:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
+    def event(self, cls: type[E], **fields: Any) -> E:
+        """One of this attempt's events, not yet offered."""
+        return cls(job_id=self.job_id, attempt=self.attempt, **fields)
+
     def emit(self, cls: type[JobEvent], **fields: Any) -> None:
-        self.emitter.offer(cls(job_id=self.job_id, attempt=self.attempt, **fields))
+        self.emitter.offer(self.event(cls, **fields))
         self.last_offered = self.clock()
 
     # -- what the trainer has done ------------------------------------------------------------------------------

@@ -70,10 +70,12 @@ class Ec2Events:
     store: JobsStore
     bus: Bus
     ec2: Any
+    s3: Any = None
 
     @classmethod
     def from_settings(cls, settings: ControlSettings) -> Ec2Events:
-        return cls(settings, JobsStore(settings.jobs_table), Bus(settings.bus_name), client("ec2", settings.region))
+        store, bus = JobsStore(settings.jobs_table), Bus(settings.bus_name)
+        return cls(settings, store, bus, client("ec2", settings.region), client("s3", settings.region))
 
     def job_of(self, instance_id: str) -> str | None:
         """The job an instance runs, from its tag (None for an instance that is not ours)."""
@@ -91,7 +93,7 @@ class Ec2Events:
         if job_id is None:
             return "ignored"
         logger.append_keys(job_id=job_id, instance_id=ev.instance_id)
-        recovery = Recovery(self.settings, self.store, self.bus)
+        recovery = Recovery(self.settings, self.store, self.bus, self.s3)
         if ev.detail_type == SPOT_WARNING:
             rec = self.store.find(job_id)
             att = rec.current_attempt if rec else None

@@ -7,14 +7,18 @@ repeat: every write is guarded, and a repeated decision finds the job already mo
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from spotter import lifecycle
+from botocore.exceptions import ClientError
+
+from spotter import layout, lifecycle
+from spotter.aws import client
 from spotter.config import ControlSettings
-from spotter.events import Bus, JobRelaunch
+from spotter.events import Bus, JobEvent, JobRelaunch, from_eventbridge
 from spotter.lifecycle import Outcome
 from spotter.status import JobStatus
 from spotter.store import Failure, JobRecord, JobsStore, TransitionError
@@ -108,6 +112,18 @@ class Recovery:
     settings: ControlSettings
     store: JobsStore
     bus: Bus
+    s3: Any = field(default=None)
+
+    def agent_end(self, job_id: str, attempt: int) -> JobEvent | None:
+        """How the attempt ended, if its agent said so before its instance went (None: it said nothing)."""
+        s3 = self.s3 if self.s3 is not None else client("s3", self.settings.region)
+        try:
+            body = s3.get_object(Bucket=self.settings.bucket, Key=layout.attempt_end(job_id, attempt))["Body"].read()
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise  # unsure whether the agent spoke: the caller decides again later
+        return from_eventbridge(json.loads(body))
 
     def after_interruption(self, job_id: str, why: str, cause: str) -> None:
         """Carry out the next step for a job just marked INTERRUPTED, and say it in the thread."""
@@ -136,6 +152,16 @@ class Recovery:
         """The job's instance went without the agent reporting: interrupt the attempt, then recover. True if acted."""
         rec = self.store.find(job_id)
         if rec is None or not vanished(rec, instance_id, state):
+            return False
+        said = self.agent_end(job_id, rec.attempt)
+        if said is not None:
+            # The agent ended the attempt and powered off; its last events are slower than EC2's. Publish the
+            # end again: the recorder applies it once, whichever copy comes first.
+            log.info(
+                "instance gone after its agent ended the attempt: publishing that end again",
+                extra={"job_id": job_id, "attempt": rec.attempt, "end": said.detail_type},
+            )
+            self.bus.put(said)
             return False
         try:
             rec = self.store.mark_interrupted(job_id, rec.attempt, reason="vanished")

@@ -251,10 +251,12 @@ class Watchdog:
     store: JobsStore
     bus: Bus
     ec2: Any
+    s3: Any = None
 
     @classmethod
     def from_settings(cls, settings: ControlSettings) -> Watchdog:
-        return cls(settings, JobsStore(settings.jobs_table), Bus(settings.bus_name), client("ec2", settings.region))
+        store, bus = JobsStore(settings.jobs_table), Bus(settings.bus_name)
+        return cls(settings, store, bus, client("ec2", settings.region), client("s3", settings.region))
 
     def instances(self) -> list[Instance]:
         pages = self.ec2.get_paginator("describe_instances").paginate(
@@ -296,6 +298,8 @@ class Watchdog:
                 rec = self.store.find(action.job_id)
                 if rec is not None:
                     self._note(action.job_id, note, Outcome(rec, note=None if rec.status.is_terminal() else note))
+        elif isinstance(action, Fail | Cancel) and self._agent_ended(action.job_id):
+            return
         elif isinstance(action, Fail):
             self._terminate(action.terminate)
             failure = Failure(phase="watchdog", kind=action.kind, message=action.message)
@@ -306,11 +310,26 @@ class Watchdog:
             rec = self.store.mark_cancelled(action.job_id, action.by)
             self._note(action.job_id, f"Watchdog: {action.message}", Outcome(rec, changed=True, status_changed=True))
         elif isinstance(action, Relaunch):
-            Recovery(self.settings, self.store, self.bus).relaunch(action.job_id, action.attempt)
+            self.recovery.relaunch(action.job_id, action.attempt)
         else:
-            Recovery(self.settings, self.store, self.bus).instance_gone(
-                action.job_id, action.instance_id, action.state, "Watchdog"
-            )
+            self.recovery.instance_gone(action.job_id, action.instance_id, action.state, "Watchdog")
+
+    @property
+    def recovery(self) -> Recovery:
+        return Recovery(self.settings, self.store, self.bus, self.s3)
+
+    def _agent_ended(self, job_id: str) -> bool:
+        """The attempt's agent said how it ended and its events are on their way: publish that end again rather
+        than failing or cancelling a job that is not stuck."""
+        rec = self.store.find(job_id)
+        if rec is None or rec.status not in ON_A_BOX:
+            return False
+        said = self.recovery.agent_end(job_id, rec.attempt)
+        if said is None:
+            return False
+        logger.info("the agent had ended the attempt: publishing its end again", end=said.detail_type)
+        self.bus.put(said)
+        return True
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -261,6 +261,11 @@ def from_eventbridge(event: dict[str, Any]) -> JobEvent:
     return cls.model_validate(event.get("detail") or {})
 
 
+def to_eventbridge(event: JobEvent) -> dict[str, Any]:
+    """The event as a rule delivers it (what `from_eventbridge` reads back)."""
+    return {"source": event.source, "detail-type": event.detail_type, "detail": event.model_dump(mode="json")}
+
+
 def to_entry(event: JobEvent, bus_name: str, source: str | None = None) -> dict[str, Any]:
     return {
         "EventBusName": bus_name,

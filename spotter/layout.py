@@ -112,6 +112,14 @@ def logs(job_id: str) -> str:
     return f"{job(job_id)}logs/"
 
 
+def attempt_end(job_id: str, attempt: int) -> str:
+    """How one attempt ended, as its agent said it on the bus (an EventBridge-shaped event), written just before.
+
+    Recovery reads it when the instance is gone before the bus has delivered that event: the attempt did not vanish.
+    """
+    return f"{job(job_id)}ends/attempt-{attempt}.json"
+
+
 def checkpoint(job_id: str, suffix: str) -> str:
     """The job's latest checkpoint (one object, overwritten as training goes), which the next attempt resumes from."""
     return f"{job(job_id)}{CHECKPOINTS_DIR}/{CHECKPOINT_STEM}{suffix}"

@@ -28,6 +28,7 @@ from agent.imds import Imds, ImdsError
 from agent.job import run_job
 from agent.plan import BuildStep, Step
 from agent.uploader import Uploader
+from spotter import layout
 from spotter.events import (
     Artifact,
     FinalMetrics,
@@ -40,6 +41,7 @@ from spotter.events import (
     JobMetric,
     JobPhase,
     JobProgress,
+    from_eventbridge,
 )
 from spotter.spec import InitialWeights, ResumeFrom
 
@@ -109,6 +111,11 @@ class RecordingBus:
         self.events.extend(events)
 
 
+def _end_in_s3(job: Any, attempt: int = 1) -> JobEvent:
+    body = job.s3.get_object(Bucket="spotter-test", Key=layout.attempt_end(JOB_ID, attempt))["Body"].read()
+    return from_eventbridge(json.loads(body))
+
+
 def test_imds_client_speaks_imdsv2(imds_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_endpoint)
     imds = Imds()
@@ -176,6 +183,7 @@ def test_a_full_run_reports_each_phase_and_uploads_verified_artifacts(
     assert finished.metrics == FinalMetrics(
         map50=0.995, map50_95=0.875, precision=0.983, recall=0.979, per_class_ap50={"rectangle": 0.994, "circle": 0.995}
     )
+    assert _end_in_s3(job) == finished  # what recovery reads if the instance goes before the bus delivers it
 
     logs = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=f"jobs/{JOB_ID}/logs/attempt-1/")
     assert sorted(o["Key"].rsplit("/", 1)[1] for o in logs["Contents"]) == [
@@ -212,6 +220,7 @@ def test_a_failing_training_reports_the_oom_and_still_powers_off(
         for line in error.last_lines
     )
     assert any(isinstance(e, JobProgress) and e.current == 2 for e in events)
+    assert _end_in_s3(job) == error
 
     log = job.s3.get_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/logs/attempt-1/train.log")["Body"].read()
     assert b"Traceback (most recent call last):" in log
@@ -834,6 +843,7 @@ def test_a_spot_notice_stops_training_saves_the_newest_checkpoint_and_reports_th
     assert code == 1 and poweroff.calls == 1
     [interrupted] = [e for e in bus.events if isinstance(e, JobInterrupted)]
     assert interrupted.action == "terminate" and interrupted.checkpoint is not None
+    assert _end_in_s3(job) == interrupted
     saved = job.s3.get_object(Bucket="spotter-test", Key=interrupted.checkpoint.key)
     body = saved["Body"].read()
     assert hashlib.sha256(body).hexdigest() == interrupted.checkpoint.sha256

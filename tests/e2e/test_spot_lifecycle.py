@@ -108,7 +108,7 @@ def test_a_dead_agent_is_failed_by_the_watchdog_and_its_instance_terminated() ->
 
 
 def test_a_cancel_mid_training_keeps_the_weights_so_far_and_terminates_the_instance() -> None:
-    r = run(SCENARIOS / "cancel.yaml")
+    r = run(SCENARIOS / "cancel.yaml", "--epoch-seconds", "1")  # the cancel lands mid-training, even under load
     assert r.code == 0, r.why()
     (job,) = r.final["jobs"]
     assert job["status"] == "CANCELLED"

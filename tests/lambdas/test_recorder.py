@@ -29,6 +29,8 @@ from spotter.events import (
     JobLaunched,
     JobPhase,
     JobProgress,
+    from_eventbridge,
+    to_eventbridge,
 )
 from spotter.models import ModelRegistry
 from spotter.status import JobStatus
@@ -86,7 +88,9 @@ def world(aws: str) -> World:
     s3.create_bucket(Bucket=BUCKET)
     queue = sqs.create_queue(QueueName="control")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="control", EventBusName=BUS, EventPattern=json.dumps({"source": ["spotter.control"]}))
+    events.put_rule(
+        Name="control", EventBusName=BUS, EventPattern=json.dumps({"source": ["spotter.control", "spotter.agent"]})
+    )
     events.put_targets(Rule="control", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
     settings = ControlSettings(jobs_table="jobs", bucket=BUCKET, bus_name=BUS, relaunch_backoff_seconds=60)
     store = JobsStore("jobs")
@@ -200,6 +204,18 @@ def _tagged_instance(world: World, job: str) -> str:
     return str(iid)
 
 
+def _training_on_a_tagged_instance(world: World, seed: str) -> tuple[str, str]:
+    """A job in its train phase on an instance tagged with it; its events so far are drained."""
+    spec = make_spec(seed=seed)
+    world.store.create(spec, trigger=seed)
+    world.store.mark_launching(spec.job_id, 1)
+    iid = _tagged_instance(world, spec.job_id)
+    world.recorder.record(JobLaunched(job_id=spec.job_id, instance_id=iid, instance_type="g4dn.xlarge", market="spot"))
+    world.recorder.record(JobPhase(job_id=spec.job_id, seq=1, phase="train", state="started"))
+    world.control_events()
+    return spec.job_id, iid
+
+
 def _state_change(iid: str, state: str, age: float) -> Ec2Event:
     when = (datetime.now(UTC) - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Ec2Event.model_validate(
@@ -213,27 +229,45 @@ def _state_change(iid: str, state: str, age: float) -> Ec2Event:
 
 
 def test_an_instance_that_vanished_under_a_running_job_restarts_it_once_its_last_events_had_time(world: World) -> None:
-    spec = make_spec(seed="van")
-    world.store.create(spec, trigger="van")
-    world.store.mark_launching(spec.job_id, 1)
-    iid = _tagged_instance(world, spec.job_id)
-    world.recorder.record(JobLaunched(job_id=spec.job_id, instance_id=iid, instance_type="g4dn.xlarge", market="spot"))
-    world.recorder.record(JobPhase(job_id=spec.job_id, seq=1, phase="train", state="started"))
-    handler = Ec2Events(world.settings, world.store, Bus(BUS), world.ec2)
-    world.control_events()
+    job, iid = _training_on_a_tagged_instance(world, "van")
+    handler = Ec2Events(world.settings, world.store, Bus(BUS), world.ec2, world.s3)
 
     with pytest.raises(NotSettled):
         handler.handle(_state_change(iid, "terminated", age=5))
-    assert world.store.get(spec.job_id).status is JobStatus.RUNNING
+    assert world.store.get(job).status is JobStatus.RUNNING
 
     assert handler.handle(_state_change(iid, "terminated", age=120)) == "interrupted"
-    rec = world.store.get(spec.job_id)
+    rec = world.store.get(job)
     assert rec.status is JobStatus.INTERRUPTED and rec.attempts[0].ended_reason == "vanished"
     events = world.control_events()
     assert [e["detail"]["attempt"] for e in events if e["detail-type"] == "Job Relaunch"] == [1]
     assert any("restarts from scratch" in (c.get("note") or "") for c in _changed(events))
     # Once decided, a repeat of the event does nothing.
     assert handler.handle(_state_change(iid, "terminated", age=130)) == "ignored"
+
+
+def test_an_instance_gone_after_its_agent_ended_the_attempt_is_not_vanished_its_end_is_published_again(
+    world: World,
+) -> None:
+    job, iid = _training_on_a_tagged_instance(world, "slow")
+    best = Artifact(name="best", key=layout.artifact(job, "best", ".pt"), sha256=SHA, size=7)
+    end = JobFinished(job_id=job, seq=40, artifacts=[best])
+    # The agent wrote its end before powering off; the bus has not delivered it yet.
+    body = json.dumps(to_eventbridge(end)).encode()
+    world.s3.put_object(Bucket=BUCKET, Key=layout.attempt_end(job, 1), Body=body)
+    handler = Ec2Events(world.settings, world.store, Bus(BUS), world.ec2, world.s3)
+
+    assert handler.handle(_state_change(iid, "terminated", age=120)) == "ignored"
+
+    rec = world.store.get(job)
+    assert rec.status is JobStatus.RUNNING and rec.attempts[0].ended_reason is None
+    events = world.control_events()
+    assert not [e for e in events if e["detail-type"] == "Job Relaunch"]
+    (again,) = [e for e in events if e["detail-type"] == "Job Finished"]
+    world.recorder.record(from_eventbridge(again))
+    done = world.store.get(job)
+    assert done.status is JobStatus.SUCCEEDED and [a.name for a in done.artifacts] == ["best"]
+    assert len(done.attempts) == 1
 
 
 def test_a_spot_warning_is_said_in_the_thread_and_an_unknown_instance_is_ignored(world: World) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
@@ -10,8 +11,9 @@ import pytest
 
 from lambdas import watchdog
 from lambdas.watchdog import Cancel, Fail, Instance, Relaunch, Terminate, Vanished, decide
+from spotter import layout
 from spotter.config import ControlSettings
-from spotter.events import Bus
+from spotter.events import Bus, JobError, JobLaunched, from_eventbridge, to_eventbridge
 from spotter.status import JobStatus
 from spotter.store import Attempt, CancelRequest, JobRecord, JobsStore
 from tests.spotter.helpers import make_spec, table_definition
@@ -19,7 +21,7 @@ from tests.spotter.helpers import make_spec, table_definition
 NOW = 1_800_000_000.0
 S = ControlSettings(
     jobs_table="jobs",
-    bucket="b",
+    bucket="artifacts",
     bus_name="bus",
     heartbeat_stale_seconds=600,
     launching_timeout_seconds=900,
@@ -146,6 +148,7 @@ def test_a_gone_instance_under_a_silent_job_is_recovered_but_not_while_its_last_
 def world(aws: str) -> tuple[JobsStore, object, str]:
     boto3.client("dynamodb").create_table(**table_definition("jobs"))
     boto3.client("events").create_event_bus(Name="bus")
+    boto3.client("s3").create_bucket(Bucket=S.bucket)
     return JobsStore("jobs"), boto3.client("ec2"), "bus"
 
 
@@ -165,26 +168,29 @@ def _run_instance(ec2: object, job_id: str, attempt: int = 1) -> str:
     return str(resp["Instances"][0]["InstanceId"])
 
 
-def test_a_pass_fails_a_silent_job_terminates_its_instance_and_notes_it(world: tuple[JobsStore, object, str]) -> None:
-    store, ec2, bus = world
-    spec = make_spec(seed="dead")
-    store.create(spec, trigger="dead")
+def _running_on_an_instance(store: JobsStore, ec2: object, seed: str) -> tuple[str, str]:
+    spec = make_spec(seed=seed)
+    store.create(spec, trigger=seed)
     store.mark_launching(spec.job_id, 1)
     iid = _run_instance(ec2, spec.job_id)
-    from spotter.events import JobLaunched
-
     store.record_launch(
         JobLaunched(job_id=spec.job_id, instance_id=iid, instance_type="g4dn.xlarge", market="spot", at=time.time())
     )
     store.mark_running(spec.job_id, 1)
+    return spec.job_id, iid
+
+
+def test_a_pass_fails_a_silent_job_terminates_its_instance_and_notes_it(world: tuple[JobsStore, object, str]) -> None:
+    store, ec2, bus = world
+    job_id, iid = _running_on_an_instance(store, ec2, "dead")
     orphan = _run_instance(ec2, "nobody-aaaaaa")
     settings = S.model_copy(update={"jobs_table": "jobs", "bus_name": bus, "heartbeat_stale_seconds": 1})
-    dog = watchdog.Watchdog(settings, store, Bus(bus), ec2)
+    dog = watchdog.Watchdog(settings, store, Bus(bus), ec2, boto3.client("s3"))
 
     done = dog.run(now=time.time() + 5)
 
     assert done.counts() == {"Fail": 1, "Terminate": 1}
-    rec = store.get(spec.job_id)
+    rec = store.get(job_id)
     assert rec.status is JobStatus.FAILED and rec.failure is not None and rec.failure.kind == "heartbeat"
     assert any("Watchdog" in n for n in rec.notes)
     states = {
@@ -193,3 +199,26 @@ def test_a_pass_fails_a_silent_job_terminates_its_instance_and_notes_it(world: t
         for i in r["Instances"]
     }
     assert states == {iid: "terminated", orphan: "terminated"}
+
+
+def test_a_silent_job_whose_agent_had_ended_it_is_not_failed_its_end_is_published_again(
+    world: tuple[JobsStore, object, str],
+) -> None:
+    store, ec2, bus = world
+    job_id, _ = _running_on_an_instance(store, ec2, "late")
+    s3 = boto3.client("s3")
+    end = JobError(job_id=job_id, seq=9, phase="train", kind="oom", message="CUDA out of memory")
+    s3.put_object(Bucket=S.bucket, Key=layout.attempt_end(job_id, 1), Body=json.dumps(to_eventbridge(end)))
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="agent")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events")
+    events.put_rule(Name="agent", EventBusName=bus, EventPattern=json.dumps({"source": ["spotter.agent"]}))
+    events.put_targets(Rule="agent", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    settings = S.model_copy(update={"jobs_table": "jobs", "bus_name": bus, "heartbeat_stale_seconds": 1})
+
+    watchdog.Watchdog(settings, store, Bus(bus), ec2, s3).run(now=time.time() + 5)
+
+    assert store.get(job_id).status is JobStatus.RUNNING  # not failed for silence: its end is on the way
+    (msg,) = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert from_eventbridge(json.loads(msg["Body"])) == end
