@@ -1,5 +1,6 @@
 """`make bench`: log parser throughput per framework (bench/parsers.py), spot notice → checkpoint and work lost on
-resume (bench/spot.py), then the Slack function's ack latency (warm p50/p99 over 200 signed `/train` requests) and its
+resume (bench/spot.py), Slack Web API calls per job-hour (bench/slack_api.py), `/train list` with 10,000 jobs
+(bench/listing.py), then the Slack function's ack latency (warm p50/p99 over 200 signed `/train` requests) and its
 cold start (fresh interpreter: imports + first request) against a bare bolt app with the same imports.
 
 Targets: warm p99 under 10 ms; cold start at most 1.3x the bare app's. The figures print as a table and
@@ -131,8 +132,9 @@ def all_benches() -> int:
 
     codes = [parsers.main(), main()]
     sys.stdout.flush()
-    # A fresh interpreter: the local stack brings up its own AWS, which the clients made above must not reach.
-    codes.append(subprocess.run([sys.executable, "-m", "bench.spot"], check=False).returncode)
+    # Fresh interpreters: each brings up its own local stack, which the clients made above must not reach.
+    for bench in ("bench.spot", "bench.slack_api", "bench.listing"):
+        codes.append(subprocess.run([sys.executable, "-m", bench], check=False).returncode)
     return max(codes)
 
 

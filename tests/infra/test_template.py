@@ -110,3 +110,18 @@ def test_each_broken_invariant_is_reported(
     broken.write_text(json.dumps(sam))
     done = _check(broken)
     assert done.returncode == 1 and reported in done.stderr, done.stderr
+
+
+def test_a_job_end_slack_refused_for_now_is_delivered_again_and_one_that_never_got_through_is_kept() -> None:
+    from infra.sam import translate
+
+    cfn = translate(_sam())["Resources"]
+    config = cfn["NotifierFunctionEventInvokeConfig"]["Properties"]
+    assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (2, 3600)
+    queue = config["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert cfn[queue]["Type"] == "AWS::SQS::Queue"
+    role = json.dumps(cfn["NotifierFunctionRole"]["Properties"]["Policies"])
+    assert "sqs:SendMessage" in role and queue in role
+    # A Job Changed the rule could not deliver at all is kept too.
+    rule = cfn["NotifierFunctionJobChanges"]["Properties"]["Targets"][0]
+    assert rule["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["NotifierDeadLetterQueue", "Arn"]}
