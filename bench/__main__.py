@@ -30,26 +30,21 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    import logging
+    from bench.stack import local_stack
 
+    with local_stack() as slack:
+        warm, ours, bare, bare_env = _measure(slack)
+    return _report(warm, ours, bare, bare_env)
+
+
+def _measure(slack: Any) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Warm ack latencies, then cold starts of ours, of a bare bolt app, and of one with the secret in env (ms)."""
     from bench.cold import _Discard
-    from infra.local.aws import MotoServer, provision
-    from infra.local.faults import Faults
+    from bench.stack import SIGNING_SECRET
     from infra.local.invoke import LambdaContext
-    from infra.local.slack import SlackStandIn
     from infra.local.slash import new_trigger_id, signed_event, slash_body
-    from spotter.aws import reset_clients
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    moto = MotoServer(Faults(lambda _record: None)).start()
-    os.environ.update(moto.environ())
-    reset_clients()
-    slack = SlackStandIn().start()
-    creds = {"bot_token": slack.bot_token, "signing_secret": "bench-signing-secret"}
-    resources = provision(creds)
-    os.environ.update(resources.environment())
-    os.environ["SPOTTER_SLACK_API_URL"] = slack.api_url
-    os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+    creds = {"bot_token": slack.bot_token, "signing_secret": SIGNING_SECRET}
 
     def event() -> dict[str, Any]:
         body = slash_body(
@@ -97,9 +92,10 @@ def main() -> int:
         ours.append(cold("spotter"))
         bare.append(cold("bare"))
         bare_env.append(cold("bare", BENCH_SECRET_FROM="env", BENCH_SECRET_JSON=json.dumps(creds)))
-    slack.stop()
-    moto.stop()
+    return warm, ours, bare, bare_env
 
+
+def _report(warm: list[float], ours: list[float], bare: list[float], bare_env: list[float]) -> int:
     p50, p99 = _percentile(warm, 0.50), _percentile(warm, 0.99)
     cold_ours, cold_bare, cold_bare_env = statistics.median(ours), statistics.median(bare), statistics.median(bare_env)
     ratio = cold_ours / cold_bare

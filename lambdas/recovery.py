@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -112,7 +112,7 @@ class Recovery:
     settings: ControlSettings
     store: JobsStore
     bus: Bus
-    s3: Any = field(default=None)
+    s3: Any = None  # made on first use where not given (the recorder's recovery reads no ends)
 
     def agent_end(self, job_id: str, attempt: int) -> JobEvent | None:
         """How the attempt ended, if its agent said so before its instance went (None: it said nothing)."""
