@@ -316,5 +316,8 @@ def _at_progress(stack: LocalStack, kind: str, job: str, fault: JobFault) -> Non
 
 
 def summary_line(stack: LocalStack) -> dict[str, Any]:
+    """The final state, once the stack has settled; the stack reports nothing after it."""
     stack.settle()
-    return {"final": stack.final()}
+    final = stack.final()
+    stack.mute()
+    return {"final": final}

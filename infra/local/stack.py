@@ -282,12 +282,16 @@ class LocalStack:
     def _lambda_error(self, name: str, e: BaseException) -> None:
         self.emit({"aws": "lambda error", "function": name, "error": f"{type(e).__name__}: {e}"})
 
+    def mute(self) -> None:
+        """Report nothing more: what is still delivered after the final line (a redelivery) stays off stdout."""
+        with self._emit_lock:
+            self._muted = True
+
     def stop(self) -> None:
         """Power off every instance and stop; nothing is reported any more (the final line was the last)."""
         if not self._started:
             return
-        with self._emit_lock:
-            self._muted = True
+        self.mute()
         self._stopping.set()
         for t in self._schedules:
             t.join(30)
