@@ -72,6 +72,11 @@ def transient(error: Exception) -> bool:
     return not isinstance(error, SlackApiError) or error.response.status_code in (429, 500, 502, 503, 504)
 
 
+def announced_phase(ev: JobChanged) -> str | None:
+    """The phase whose start the change first sees, if the thread hears of it."""
+    return ev.phase if ev.phase_changed and ev.phase in ANNOUNCED_PHASES else None
+
+
 def end_parts(rec: JobRecord) -> tuple[AnnouncementPart, ...]:
     """What showing the job's end takes: the reply, the chart of a job that succeeded, the final card."""
     return ("reply", "chart", "card") if rec.status is JobStatus.SUCCEEDED else ("reply", "card")
@@ -103,11 +108,19 @@ class Notifier:
         if rec is None:
             return self._ignore("a change to a job that does not exist")
         end = ending(rec)
-        if rec.status.is_terminal() and not end and not ev.note:
+        phase = announced_phase(ev)
+        late_phase = rec.status.is_terminal() and phase is not None and not ev.status_changed
+        if rec.status.is_terminal() and not end and not ev.note and not late_phase:
             return self._ignore("the job's end was announced already")
         metrics.add_metric(name="EventsHandled", unit=MetricUnit.Count, value=1)
         if rec.slack is None:
             logger.info("the job has no card to show this on")
+            return None
+        if late_phase and phase is not None:
+            # A phase started before the end and delivered after it: said in the thread, the end left to its own
+            # delivery (a retry of this one would say the phase twice).
+            if self.store.claim_phase_reply(rec.job_id, ev.attempt, phase):
+                self._post_quietly(rec.slack, replies.phase_reply(rec, phase, cached=ev.cached))
             return None
         if end:
             return self._show_end(rec, rec.slack, ev.note, deadline)
@@ -121,6 +134,14 @@ class Notifier:
             logger.warning("Slack call failed; the next update catches up", error=str(e))
         return None
 
+    def _post_quietly(self, ref: SlackRef, message: views.Message) -> None:
+        """A milestone in the thread; a failed post is logged, not retried (a retry could say it twice)."""
+        try:
+            self._post_reply(ref, message)
+        except (SlackClientError, OSError) as e:
+            metrics.add_metric(name="SlackFailures", unit=MetricUnit.Count, value=1)
+            logger.warning("Slack call failed; the milestone is not in the thread", error=str(e))
+
     def _ignore(self, why: str) -> None:
         metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
         logger.info(f"ignored: {why}")
@@ -131,8 +152,8 @@ class Notifier:
         if ev.note:
             # A note on an interrupted job says how it resumes: the person who started it wants to know.
             out.append(replies.note_reply(rec, ev.note, notify_requester=ev.status == JobStatus.INTERRUPTED.value))
-        if ev.phase_changed and ev.phase in ANNOUNCED_PHASES:
-            out.append(replies.phase_reply(rec, ev.phase, cached=ev.cached))
+        if (phase := announced_phase(ev)) and self.store.claim_phase_reply(rec.job_id, ev.attempt, phase):
+            out.append(replies.phase_reply(rec, phase, cached=ev.cached))
         best = rec.best.map50 if rec.best else None
         if (
             ev.new_best

@@ -118,6 +118,11 @@ def _apply(store: JobsStore, ev: JobEvent, promotion: Promotion | None = None) -
     if isinstance(ev, JobError) and rec.status is JobStatus.FAILED and rec.failure and rec.failure.phase == ev.phase:
         # The launcher records its own failures before announcing them: the announcement still counts.
         return Outcome(rec, changed=True, status_changed=True)
+    if isinstance(ev, JobPhase) and rec.attempt == ev.attempt and rec.status.is_terminal():
+        # A phase this attempt started before its end, delivered after it (deliveries race): the job stays decided,
+        # the thread still hears of it, once.
+        first = ev.state in ("started", "cached") and store.first_sight_of_phase(ev.job_id, ev.attempt, ev.phase)
+        return Outcome(rec, changed=first, phase_changed=first)
     if rec.attempt != ev.attempt or rec.status.is_terminal():
         return Outcome(rec)  # an older attempt's straggler, or a job already decided
     before = rec.status

@@ -588,9 +588,18 @@ class JobsStore:
 
     def first_sight_of_phase(self, job_id: str, attempt: int, phase: str) -> bool:
         """True once per attempt and phase: whoever delivers its start first, even after a later phase's."""
+        return self._once(job_id, attempt, "phases_seen", phase)
+
+    def claim_phase_reply(self, job_id: str, attempt: int, phase: str) -> bool:
+        """True once per attempt and phase: the thread hears of a phase's start once, however often it is told."""
+        return self._once(job_id, attempt, "phases_told", phase)
+
+    def _once(self, job_id: str, attempt: int, attribute: str, what: str) -> bool:
+        """Adds `attempt:what` to the set `attribute` of the current attempt; False if it was there (or the job has
+        moved on to another attempt)."""
         e = _Expr()
-        seen = e.n("phases_seen")
-        mark = f"{attempt}:{phase}"
+        seen = e.n(attribute)
+        mark = f"{attempt}:{what}"
         args = {
             "UpdateExpression": f"ADD {seen} {e.v_set(mark)}",
             "ConditionExpression": (

@@ -237,10 +237,25 @@ def test_repeated_and_late_events_change_nothing_in_slack(bench: Bench, job: str
     deliver("job_finished", seq=10, artifacts=[{"name": "best", "key": "k", "sha256": "0" * 64, "size": 1}])
     deliver("job_error", seq=11)
     deliver("job_progress", seq=12, current=20, total=20)
-    deliver("job_phase", seq=13, phase="train", state="started")
+    deliver("job_phase", seq=1, phase="install", state="started")  # a phase the thread has heard of
     assert deliver.sent[-1].status == "SUCCEEDED", "late events after the end tell the notifier nothing"
     notify(deliver.sent[-1])  # EventBridge delivering the end's `Job Changed` twice
     assert len(bench.slack.calls) == calls and replies(bench, job) == said
+    assert bench.store.get(job).status is JobStatus.SUCCEEDED
+
+
+def test_a_phase_delivered_after_the_end_reaches_the_thread_once(bench: Bench, job: str, deliver: Recorder) -> None:
+    run_until_training(deliver)
+    finish(bench, deliver, job)
+    said, card = replies(bench, job), bench.slack.calls_to("chat.update")[-1]
+
+    late = JobPhase(job_id=job, attempt=1, seq=2, phase="build", state="cached")  # overtaken by the end
+    deliver(late)
+    deliver(late)  # EventBridge delivering it again
+    notify(deliver.sent[-1])  # and its `Job Changed` twice
+
+    assert replies(bench, job) == [*said, "build restored from cache"]
+    assert bench.slack.calls_to("chat.update")[-1] == card, "the final card is not drawn over"
     assert bench.store.get(job).status is JobStatus.SUCCEEDED
 
 

@@ -45,13 +45,27 @@ def test_finished_still_ends_the_job_when_a_phase_delivery_took_the_upload_step_
     assert store.get(job).status is JobStatus.SUCCEEDED
 
 
-def test_a_late_phase_after_the_end_changes_nothing(store: JobsStore) -> None:
+def test_a_phase_delivered_after_the_end_is_announced_once_and_leaves_the_job_decided(store: JobsStore) -> None:
     job = _running(store, "late")
     lifecycle.apply(store, JobFinished(job_id=job, attempt=1, seq=9, artifacts=[]))
 
-    outcome = lifecycle.apply(store, JobPhase(job_id=job, attempt=1, seq=8, phase="upload", state="started"))
+    late = JobPhase(job_id=job, attempt=1, seq=3, phase="build", state="cached")
+    outcome, again = lifecycle.apply(store, late), lifecycle.apply(store, late)
+    ended = lifecycle.apply(store, JobPhase(job_id=job, attempt=1, seq=8, phase="upload", state="finished"))
 
-    assert not outcome.changed and store.get(job).status is JobStatus.SUCCEEDED
+    assert outcome.phase_changed and not outcome.status_changed
+    assert not again.changed and not again.phase_changed and not ended.changed
+    rec = store.get(job)
+    assert rec.status is JobStatus.SUCCEEDED and rec.phase is None
+
+
+def test_a_phase_of_an_older_attempt_after_the_end_is_not_announced(store: JobsStore) -> None:
+    job = _running(store, "older")
+    lifecycle.apply(store, JobFinished(job_id=job, attempt=1, seq=9, artifacts=[]))
+
+    outcome = lifecycle.apply(store, JobPhase(job_id=job, attempt=2, seq=3, phase="build", state="started"))
+
+    assert not outcome.changed and not outcome.phase_changed
 
 
 @pytest.mark.parametrize(
