@@ -10,11 +10,13 @@ is filled with 10,000 jobs spread over five channels, most of them in the channe
   the notifier's announcement claims;
 - each of the 10,000 jobs is one of those items as DynamoDB holds it, given its own id, channel, requester and
   creation time (the model's times stretched from how long it took here to how long its training would take),
-  and written with BatchWriteItem. The newest jobs of each channel are the ones still going.
+  and written with BatchWriteItem. The newest jobs of each channel are the ones still going;
+- each channel's board (the rows `/train list` shows) is kept as `JobsStore.create` keeps it, every job added in
+  the order the jobs were created.
 
 Then, warm and in this process, each of 200 requests runs `bot.app.Jobs.look_up` for `/train list` as bolt's lazy
-listener does: the by-channel query, `bot.views.job_list`, and the answer posted to a fresh response_url of the
-Slack stand-in. Target: p99 under 50 ms.
+listener does: the channel's board read from the table, `bot.views.job_list`, and the answer posted to a fresh
+response_url of the Slack stand-in. Target: p99 under 50 ms.
 
     python -m bench.listing
 """
@@ -437,8 +439,22 @@ def fill(store: Any, rng: random.Random) -> dict[str, Any]:
         while requests:
             resp = store.db.batch_write_item(RequestItems={store.table: requests})
             requests = resp.get("UnprocessedItems", {}).get(store.table, [])
+    _boards(store, items)
     sizes = [len(json.dumps(i)) for i in items]
     return {"model_jobs": len(finished) + len(active), "item_bytes_mean": round(sum(sizes) / len(sizes))}
+
+
+def _boards(store: Any, items: list[dict[str, Any]]) -> None:
+    """Each channel's board as the product keeps it: every job added (and the board trimmed) in the order the jobs
+    were created, its row as its record is now. The model jobs' rows go first: those jobs are gone."""
+    from spotter.board import board_key
+    from spotter.store import _from_item
+
+    for channel in (CHANNEL, *OTHER_CHANNELS):
+        store.db.delete_item(TableName=store.table, Key=board_key(channel))
+    for item in sorted(items, key=lambda i: i["created_at"]["S"]):
+        rec = _from_item(item)
+        store.board.add(rec, rec.version)
 
 
 def _count(store: Any, **query: Any) -> int:
@@ -470,7 +486,9 @@ def measure() -> dict[str, Any]:
         written = fill(jobs.store, random.Random(SEED))
         fill_seconds = time.perf_counter() - fill_started
         print(f"bench listing: {JOBS:,} jobs written in {fill_seconds:.0f} s", file=sys.stderr, flush=True)
-        in_table = _count(jobs.store)
+        in_table = _count(
+            jobs.store, FilterExpression="attribute_exists(#s)", ExpressionAttributeNames={"#s": "status"}
+        )
         in_channel = _count(
             jobs.store,
             IndexName="by-channel",
@@ -493,20 +511,22 @@ def measure() -> dict[str, Any]:
 
         bodies = [body() for _ in range(WARMUP_REQUESTS + REQUESTS)]
         timings: list[float] = []
-        in_query: list[float] = []  # of each request, the time inside DynamoDB's Query (moto's, here)
-        querying: list[float] = []
+        in_dynamodb: list[float] = []  # of each request, the time inside DynamoDB's calls (moto's, here)
+        calling: list[float] = []
+        operations: set[str] = set()
         events = jobs.store.db.meta.events
-        events.register("before-call.dynamodb.Query", lambda **_: querying.append(time.perf_counter()))
-        events.register("after-call.dynamodb.Query", lambda **_: querying.append(time.perf_counter() - querying.pop()))
+        events.register("before-call.dynamodb", lambda **_: calling.append(time.perf_counter()))
+        events.register("after-call.dynamodb", lambda **_: calling.append(time.perf_counter() - calling.pop()))
+        events.register("after-call.dynamodb", lambda model, **_: operations.add(model.name))
         for n, b in enumerate(bodies):
             respond = Respond(response_url=b["response_url"])
-            querying.clear()
+            calling.clear()
             t = time.perf_counter()
             jobs.look_up(b, respond)
             elapsed = (time.perf_counter() - t) * 1000
             if n >= WARMUP_REQUESTS:
                 timings.append(elapsed)
-                in_query.append(sum(querying) * 1000)
+                in_dynamodb.append(sum(calling) * 1000)
         answers = slack.calls_to("response")
         if len(answers) != len(bodies) or any(c.status != 200 for c in answers):
             raise SystemExit(f"bench listing: {len(answers)} answers reached the response_urls, not {len(bodies)}")
@@ -517,10 +537,11 @@ def measure() -> dict[str, Any]:
         return {
             "p50_ms": round(_percentile(timings, 0.50), 2),
             "p99_ms": round(_percentile(timings, 0.99), 2),
-            "query_p50_ms": round(_percentile(in_query, 0.50), 2),
-            "outside_query_p99_ms": round(
-                _percentile([t - q for t, q in zip(timings, in_query, strict=True)], 0.99), 2
+            "dynamodb_p50_ms": round(_percentile(in_dynamodb, 0.50), 2),
+            "outside_dynamodb_p99_ms": round(
+                _percentile([t - q for t, q in zip(timings, in_dynamodb, strict=True)], 0.99), 2
             ),
+            "dynamodb_calls": sorted(operations),
             "max_ms": round(max(timings), 2),
             "requests": len(timings),
             "jobs_in_table": in_table,
@@ -542,7 +563,8 @@ def main() -> int:
     print(
         f"/train list ({figures['jobs_in_table']:,} jobs in the table, {figures['jobs_in_channel']:,} in the channel): "
         f"p50 {figures['p50_ms']:6.2f} ms   p99 {figures['p99_ms']:6.2f} ms   (target p99 < {P99_TARGET_MS:g} ms); "
-        f"of which moto's Query p50 {figures['query_p50_ms']:.2f} ms, the rest p99 {figures['outside_query_p99_ms']:.2f} ms"
+        f"of which DynamoDB ({', '.join(figures['dynamodb_calls'])}) p50 {figures['dynamodb_p50_ms']:.2f} ms, "
+        f"the rest p99 {figures['outside_dynamodb_p99_ms']:.2f} ms"
     )
     print(json.dumps({"list": {**figures, "targets_met": {"p99_under_50ms": ok}}}))
     return 0 if ok else 1

@@ -263,7 +263,7 @@ class Jobs:
                 latest = self.store.list_channel(channel, 1)
                 if not latest:
                     return views.job_list([], now)
-                rec = latest[0]
+                rec = self.store.get(latest[0].job_id)
             else:
                 rec = self._job(cmd.job_id, channel)
             link = weights_link(rec, self.settings)

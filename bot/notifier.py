@@ -123,6 +123,9 @@ class Notifier:
                 self._post_quietly(rec.slack, replies.phase_reply(rec, phase, cached=ev.cached))
             return None
         if end:
+            # The end on the channel's board too, where the recorder's write of it may have failed: this delivery
+            # is retried until the end is shown.
+            self.store.board.show(rec, rec.version)
             return self._show_end(rec, rec.slack, ev.note, deadline)
         try:
             for reply in self._replies(ev, rec):

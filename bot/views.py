@@ -16,6 +16,7 @@ from typing import Any, TypedDict, get_args
 from bot.commands import USAGE, TrainCommand, example
 from bot.rules import CancelRefused, CapReached
 from spotter import catalog, cost
+from spotter.board import JobRow
 from spotter.cost import JobCost
 from spotter.events import Artifact
 from spotter.spec import TrainParams
@@ -321,19 +322,22 @@ def cost_line(rec: JobRecord, now: float) -> str:
 def reached(rec: JobRecord) -> str:
     """`epoch 7/20`: how far the job got, or ""."""
     p = rec.progress
-    if p is None:
-        return ""
-    total = p.total or rec.spec.length or None
-    return f"{p.unit} {p.current}/{total}" if total else f"{p.unit} {p.current}"
+    return _reached(p.unit, p.current, p.total or rec.spec.length) if p else ""
 
 
 def progress_line(rec: JobRecord) -> str:
     """`epoch 7/20 · 35%`, or "" before the first progress report."""
     p = rec.progress
-    if p is None:
-        return ""
-    total = p.total or rec.spec.length or None
-    return f"{reached(rec)} · {round(100 * min(1.0, p.current / total))}%" if total else reached(rec)
+    return _progress(p.unit, p.current, p.total or rec.spec.length) if p else ""
+
+
+def _reached(unit: str, current: int, total: int | None) -> str:
+    return f"{unit} {current}/{total}" if total else f"{unit} {current}"
+
+
+def _progress(unit: str, current: int, total: int | None) -> str:
+    done = _reached(unit, current, total)
+    return f"{done} · {round(100 * min(1.0, current / total))}%" if total else done
 
 
 def instance_line(rec: JobRecord, *, first_attempt: bool = False) -> str:
@@ -614,23 +618,25 @@ def models_message() -> Message:
     return compose(f"Models by framework: {text}", [section("*Models*, by framework"), *_model_sections()])
 
 
-def job_line(rec: JobRecord, now: float) -> str:
-    emoji, label = STATUS[rec.status]
-    parts = [f"{emoji} `{rec.job_id}` *{title(rec)}* {label}"]
-    if progress_line(rec) and not rec.status.is_terminal():
-        parts.append(progress_line(rec))
-    if rec.best and rec.best.map50 is not None:
-        parts.append(f"best mAP50 {score(rec.best.map50)}")
-    parts += [f"<@{rec.spec.requested_by}>", duration(elapsed(rec, now))]
+def job_line(row: JobRow, now: float) -> str:
+    emoji, label = STATUS[row.status]
+    parts = [f"{emoji} `{row.job_id}` *{row.dataset} · {row.model}* {label}"]
+    if row.current is not None and not row.status.is_terminal():
+        parts.append(_progress(row.unit, row.current, row.total or row.length))
+    if row.best_map50 is not None:
+        parts.append(f"best mAP50 {score(row.best_map50)}")
+    start = datetime.fromisoformat(row.created_at).timestamp()
+    parts += [f"<@{row.requested_by}>", duration((row.finished_at or now) - start)]
     return " · ".join(parts)
 
 
-def job_list(records: list[JobRecord], now: float) -> Message:
-    if not records:
+def job_list(rows: list[JobRow], now: float) -> Message:
+    """The channel's recent jobs, as its board shows them."""
+    if not rows:
         text = f"No jobs in this channel yet. Start one: `{example()}`."
         return compose(text, [section(text)])
-    lines = [job_line(r, now) for r in records]
-    summary = ", ".join(f"{r.job_id} ({STATUS[r.status][1].lower()})" for r in records)
+    lines = [job_line(r, now) for r in rows]
+    summary = ", ".join(f"{r.job_id} ({STATUS[r.status][1].lower()})" for r in rows)
     return compose(
         f"Recent jobs in this channel: {summary}",
         [section("*Recent jobs in this channel*\n" + "\n".join(lines))],

@@ -17,13 +17,17 @@ from typing import Any, Literal
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from pydantic import BaseModel, ConfigDict, Field
 
+from spotter import board
 from spotter.aws import client
+from spotter.board import Board, JobRow
 from spotter.events import Artifact, FinalMetrics, JobLaunched, JobMetric, JobProgress
 from spotter.spec import JobSpec
 from spotter.status import ALLOWED_SOURCES, JobStatus
 
 CHANNEL_INDEX = "by-channel"
 STATUS_INDEX = "by-status"
+# The attributes a job's row on its channel's board is drawn from (spotter.board.JobRow.of).
+BOARD_ATTRIBUTES = frozenset({"status", "progress", "best", "finished_at"})
 METRIC_HISTORY_MAX = 500
 # The loss curve kept for the result chart: one point per progress event, as many as a chart can show.
 LOSS_HISTORY_MAX = 2000
@@ -196,6 +200,7 @@ class JobRecord(_Record):
     cancel: CancelRequest | None = None
     relaunch_at: float | None = None  # an INTERRUPTED job's next attempt is due then (backoff)
     notes: list[str] = Field(default_factory=list)  # what the control plane did to the job, newest last
+    version: int = 0  # counts the record's updates: its board row is written only over an older one
 
     @property
     def current_attempt(self) -> Attempt | None:
@@ -264,6 +269,7 @@ class _Expr:
         self.names: dict[str, str] = {}
         self.values: dict[str, Any] = {}
         self.sets: list[str] = []
+        self.assigned: set[str] = set()  # the top-level attributes `set` assigns
 
     def n(self, attr: str) -> str:
         for k, v in self.names.items():
@@ -280,6 +286,7 @@ class _Expr:
 
     def set(self, attr: str, value: Any, index: int | None = None) -> _Expr:
         path = self.n(attr) + (f"[{index}]" if index is not None else "")
+        self.assigned.add(attr)
         self.sets.append(f"{path} = {self.v(value)}")
         return self
 
@@ -298,8 +305,10 @@ class _Expr:
         return key
 
     def args(self, condition: str) -> dict[str, Any]:
+        version = self.n("version")
+        bump = f"{version} = if_not_exists({version}, {self.v(0)}) + {self.v(1)}"
         return {
-            "UpdateExpression": "SET " + ", ".join(self.sets),
+            "UpdateExpression": "SET " + ", ".join([*self.sets, bump]),
             "ConditionExpression": f"attribute_exists(job_id) AND ({condition})",
             "ExpressionAttributeNames": self.names,
             "ExpressionAttributeValues": self.values,
@@ -317,6 +326,10 @@ class JobsStore:
             self._client = client("dynamodb")
         return self._client
 
+    @property
+    def board(self) -> Board:
+        return Board(self.db, self.table)
+
     # -- create and read ------------------------------------------------------------------------
 
     def create(self, spec: JobSpec, *, trigger: str) -> JobRecord:
@@ -332,6 +345,8 @@ class JobsStore:
             trigger=trigger,
         )
         item = {k: _to_dynamo(v) for k, v in record.model_dump(mode="json", exclude_none=True).items()}
+        # On the channel's board first: a job that exists is always listed (a retried create finds its row there).
+        self.board.add(record)
         try:
             self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(job_id)")
         except self.db.exceptions.ConditionalCheckFailedException:
@@ -339,9 +354,15 @@ class JobsStore:
             if existing.trigger == trigger:
                 raise DuplicateJob(existing) from None
             raise StoreError(f"job id {spec.job_id} is taken by another request") from None
+        except Exception:
+            with contextlib.suppress(Exception):
+                self.board.remove(spec.channel, spec.job_id)  # the job was not written: no row for it either
+            raise
         return record
 
     def get(self, job_id: str) -> JobRecord:
+        if job_id.startswith(board.KEY_PREFIX):
+            raise JobNotFound(job_id)  # a channel's board, not a job
         resp = self.db.get_item(TableName=self.table, Key={"job_id": {"S": job_id}}, ConsistentRead=True)
         if "Item" not in resp:
             raise JobNotFound(job_id)
@@ -353,8 +374,16 @@ class JobsStore:
         except JobNotFound:
             return None
 
-    def list_channel(self, channel: str, limit: int = 10) -> list[JobRecord]:
-        """The channel's most recent jobs, newest first."""
+    def list_channel(self, channel: str, limit: int = 10) -> list[JobRow]:
+        """The channel's most recent jobs, newest first, as its board shows them."""
+        rows = self.board.rows(channel)
+        if rows is None or len(rows) < limit:
+            # A channel with fewer jobs, or whose older jobs were recorded before channels had boards.
+            return [JobRow.of(rec) for rec in self.channel_jobs(channel, limit)]
+        return rows[:limit]
+
+    def channel_jobs(self, channel: str, limit: int = 10) -> list[JobRecord]:
+        """The channel's most recent job records, newest first (from the by-channel index)."""
         resp = self.db.query(
             TableName=self.table,
             IndexName=CHANNEL_INDEX,
@@ -425,7 +454,10 @@ class JobsStore:
             )
         except self.db.exceptions.ConditionalCheckFailedException:
             return None
-        return _from_item(resp["Attributes"])
+        rec = _from_item(resp["Attributes"])
+        if e.assigned & BOARD_ATTRIBUTES:
+            self.board.try_show(rec, rec.version)
+        return rec
 
     def _transition(
         self,

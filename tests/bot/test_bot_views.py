@@ -11,6 +11,7 @@ import pytest
 from bot import replies, views
 from bot.commands import USAGE, parse
 from spotter import catalog
+from spotter.board import JobRow
 from spotter.events import Artifact
 from spotter.spec import PARAM_KEYS, build_spec
 from spotter.status import JobStatus
@@ -219,7 +220,7 @@ def test_queued_message_names_the_job_and_its_settings() -> None:
 
 
 def test_job_list_and_empty_list() -> None:
-    listing = views.job_list([running(), record()], now=T0 + 60)
+    listing = views.job_list([JobRow.of(running()), JobRow.of(record())], now=T0 + 60)
     assert listing["text"] == f"Recent jobs in this channel: {running().job_id} (running), {record().job_id} (queued)"
     assert "epoch 7/20 · 35%" in shown(listing) and "best mAP50 0.750" in shown(listing)
     assert "No jobs in this channel yet" in views.job_list([], now=T0)["text"]

@@ -1,12 +1,17 @@
-"""The jobs store on DynamoDB: creation, replays, ordering of progress, best mAP, the card throttle."""
+"""The jobs store on DynamoDB: creation, replays, channel boards, ordering of progress, best mAP, the card throttle."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from spotter import board
+from spotter.board import JobRow
 from spotter.events import JobLaunched, JobMetric, JobProgress
+from spotter.spec import build_spec
 from spotter.status import JobStatus
-from spotter.store import DuplicateJob, JobsStore
+from spotter.store import DuplicateJob, Failure, JobRecord, JobsStore
 from tests.spotter.helpers import force_status, make_spec
 
 
@@ -35,6 +40,93 @@ def test_channel_index_newest_first(store: JobsStore) -> None:
         ids.append(spec.job_id)
     assert [r.job_id for r in store.list_channel("C1")] == ids[::-1]
     assert store.list_channel("C-other") == []
+
+
+def _created(store: JobsStore, n: int, channel: str = "C1", prefix: str = "j") -> list[str]:
+    ids = []
+    for i in range(n):
+        spec = build_spec("shapes", "yolov8n", [], requested_by="U1", channel=channel, seed=f"{prefix}{i}")
+        store.create(spec, trigger=f"{prefix}{i}")
+        ids.append(spec.job_id)
+    return ids
+
+
+def _board_item(store: JobsStore, channel: str = "C1") -> dict[str, Any]:
+    item: dict[str, Any] = store.db.get_item(TableName=store.table, Key=board.board_key(channel))["Item"]
+    return item
+
+
+class _NoIndexQueries(JobsStore):
+    def channel_jobs(self, channel: str, limit: int = 10) -> list[JobRecord]:
+        raise AssertionError("the by-channel index was read")
+
+
+def test_a_channel_lists_its_newest_jobs_from_its_board_without_the_index(store: JobsStore) -> None:
+    ids = _created(store, 12)
+    other = _created(store, 3, channel="C2", prefix="o")
+
+    listed = _NoIndexQueries(store.table).list_channel("C1", 10)
+
+    assert [r.job_id for r in listed] == ids[::-1][:10]
+    assert all(r.status is JobStatus.QUEUED and r.channel == "C1" and r.model == "yolov8n" for r in listed)
+    assert [r.job_id for r in store.list_channel("C2")] == other[::-1]  # fewer than asked: from the index
+
+
+def test_the_board_follows_each_job_and_is_never_set_back(store: JobsStore) -> None:
+    ids = _created(store, 10)
+    job = ids[3]
+    store.mark_launching(job, 1)
+    store.mark_running(job, 1)
+    store.record_progress(JobProgress(job_id=job, attempt=1, seq=2, unit="epoch", current=7, total=20, loss=1.5))
+    store.record_metric(JobMetric(job_id=job, attempt=1, seq=3, unit="epoch", current=7, map50=0.61))
+    rec = store.get(job)
+    stale = rec.model_copy(update={"status": JobStatus.QUEUED, "progress": None})
+
+    store.board.show(stale, rec.version - 1)  # a delivery that lost the race writes its older record's row
+
+    (row,) = [r for r in _NoIndexQueries(store.table).list_channel("C1", 10) if r.job_id == job]
+    assert (row.status, row.current, row.total, row.best_map50) == (JobStatus.RUNNING, 7, 20, 0.61)
+    assert row == JobRow.of(rec)
+    store.mark_failed(job, Failure(phase="train", kind="exit", message="exit 1"), attempt=1)
+    (row,) = [r for r in _NoIndexQueries(store.table).list_channel("C1", 10) if r.job_id == job]
+    assert row.status is JobStatus.FAILED and row.finished_at is not None
+
+
+def test_a_retried_create_keeps_the_row_it_finds(store: JobsStore) -> None:
+    spec = make_spec(seed="retried")
+    store.create(spec, trigger="T:retried")
+    store.mark_launching(spec.job_id, 1)
+    with pytest.raises(DuplicateJob):
+        store.create(spec, trigger="T:retried")
+    rows = [name for name in _board_item(store) if name.startswith(board.ROW_PREFIX)]
+    assert rows == [board.ROW_PREFIX + spec.job_id]
+    assert store.list_channel("C1", 1)[0].status is JobStatus.LAUNCHING
+
+
+def test_a_board_is_trimmed_to_its_newest_rows(store: JobsStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(board, "KEEP", 4)
+    monkeypatch.setattr(board, "TRIM_AT", 8)
+    ids = _created(store, 20)
+
+    held = sorted(name for name in _board_item(store) if name.startswith(board.ROW_PREFIX))
+    assert 4 <= len(held) <= 8 and held == sorted(board.ROW_PREFIX + i for i in ids[::-1][: len(held)])
+    assert [r.job_id for r in _NoIndexQueries(store.table).list_channel("C1", 4)] == ids[::-1][:4]
+    store.mark_launching(ids[0], 1)  # a job whose row was dropped stays off the board
+    assert board.ROW_PREFIX + ids[0] not in _board_item(store)
+
+
+def test_jobs_recorded_before_the_channel_had_a_board_are_listed_from_the_index(store: JobsStore) -> None:
+    ids = _created(store, 11)
+    store.db.delete_item(TableName=store.table, Key=board.board_key("C1"))
+    assert [r.job_id for r in store.list_channel("C1", 10)] == ids[::-1][:10]
+
+
+def test_a_board_is_no_job(store: JobsStore) -> None:
+    ids = _created(store, 3)
+    assert sorted(r.job_id for r in store.list_status(JobStatus.QUEUED)) == sorted(ids)
+    assert sorted(r.job_id for r in store.list_active()) == sorted(ids)
+    assert sorted(r.job_id for r in store.list_since("2000-01-01T00:00:00Z", "C1")) == sorted(ids)
+    assert store.find(board.KEY_PREFIX + "C1") is None
 
 
 def test_launch_is_recorded_on_the_attempt(store: JobsStore) -> None:
