@@ -108,19 +108,18 @@ class Notifier:
         if rec is None:
             return self._ignore("a change to a job that does not exist")
         end = ending(rec)
-        phase = announced_phase(ev)
-        late_phase = rec.status.is_terminal() and phase is not None and not ev.status_changed
-        if rec.status.is_terminal() and not end and not ev.note and not late_phase:
+        # A phase started before the end and delivered after it.
+        late_phase = announced_phase(ev) if rec.status.is_terminal() and not ev.status_changed else None
+        if rec.status.is_terminal() and not end and not ev.note and late_phase is None:
             return self._ignore("the job's end was announced already")
         metrics.add_metric(name="EventsHandled", unit=MetricUnit.Count, value=1)
         if rec.slack is None:
             logger.info("the job has no card to show this on")
             return None
-        if late_phase and phase is not None:
-            # A phase started before the end and delivered after it: said in the thread, the end left to its own
-            # delivery (a retry of this one would say the phase twice).
-            if self.store.claim_phase_reply(rec.job_id, ev.attempt, phase):
-                self._post_quietly(rec.slack, replies.phase_reply(rec, phase, cached=ev.cached))
+        if late_phase is not None:
+            # Said in the thread, the end left to its own delivery (a retry of this one would say the phase twice).
+            if self.store.claim_phase_reply(rec.job_id, ev.attempt, late_phase):
+                self._post_quietly(rec.slack, replies.phase_reply(rec, late_phase, cached=ev.cached))
             return None
         if end:
             # The end on the channel's board too, where the recorder's write of it may have failed: this delivery

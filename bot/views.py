@@ -284,7 +284,7 @@ def title(rec: JobRecord) -> str:
     return f"{rec.spec.dataset} · {rec.spec.model}"
 
 
-def elapsed(rec: JobRecord, now: float) -> float:
+def elapsed(rec: JobRecord | JobRow, now: float) -> float:
     """Seconds since the request (until the end, for a finished job)."""
     start = datetime.fromisoformat(rec.created_at).timestamp()
     return (rec.finished_at or now) - start
@@ -625,8 +625,7 @@ def job_line(row: JobRow, now: float) -> str:
         parts.append(_progress(row.unit, row.current, row.total or row.length))
     if row.best_map50 is not None:
         parts.append(f"best mAP50 {score(row.best_map50)}")
-    start = datetime.fromisoformat(row.created_at).timestamp()
-    parts += [f"<@{row.requested_by}>", duration((row.finished_at or now) - start)]
+    parts += [f"<@{row.requested_by}>", duration(elapsed(row, now))]
     return " · ".join(parts)
 
 
