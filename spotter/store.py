@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -159,6 +160,7 @@ class Announcement(_Record):
     status: JobStatus
     claimed_at: float
     done: bool = False
+    by: str | None = None  # the claiming request's own mark, which tells a retry of it from another delivery
 
 
 class SlackRef(_Record):
@@ -742,14 +744,21 @@ class JobsStore:
         the claim's time, which `announcement_shown` and `release_announcement` name; None when refused."""
         now = time.time() if now is None else now
         attr = ANNOUNCEMENT_ATTRIBUTES[part]
-        e = _Expr().set(attr, Announcement(status=status, claimed_at=now).model_dump())
+        by = uuid.uuid4().hex
+        e = _Expr().set(attr, Announcement(status=status, claimed_at=now, by=by).model_dump())
         claim, state = e.n(attr), e.n("status")
         cond = (
             f"{state} = {e.v(status.value)} AND (attribute_not_exists({claim}) "
             f"OR {claim}.{state} <> {e.v(status.value)} "
             f"OR ({claim}.{e.n('done')} = {e.v(False)} AND {claim}.{e.n('claimed_at')} <= {e.v(now - lease)}))"
         )
-        return now if self._apply(job_id, e, cond) is not None else None
+        if self._apply(job_id, e, cond) is not None:
+            return now
+        # A request retried after its answer was lost (the first try landed) is refused by its own claim.
+        current = self.find(job_id)
+        held: Announcement | None = getattr(current, attr) if current else None
+        mine = held is not None and held.by == by and not held.done
+        return now if mine else None
 
     def announcement_shown(self, job_id: str, part: AnnouncementPart, claimed_at: float) -> bool:
         """Slack has the part claimed at `claimed_at`: no delivery shows it again. False if the claim was taken

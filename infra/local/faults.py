@@ -206,11 +206,17 @@ def _fleet_errors(rejected: list[dict[str, str]], market: str, faults: Faults) -
 
 
 class FaultyAws:
-    """moto's WSGI application with the injected faults in front of it."""
+    """moto's WSGI application with the injected faults in front of it.
+
+    DynamoDB applies the requests on an item one at a time, so a condition is checked and the write made as one
+    step; moto's threaded server runs them side by side (two conditional claims can both succeed, a read can fail
+    on an item being written). DynamoDB requests are therefore answered one at a time here.
+    """
 
     def __init__(self, app: WsgiApp, faults: Faults) -> None:
         self.app = app
         self.faults = faults
+        self._dynamodb = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         service = _service(environ)
@@ -220,6 +226,14 @@ class FaultyAws:
                 return answered
         if service == "ec2" and self.faults.capacity and environ.get("REQUEST_METHOD") == "POST":
             return self._ec2(environ, start_response)
+        if service == "dynamodb":
+            with self._dynamodb:
+                answer = self.app(environ, start_response)
+                try:
+                    return [b"".join(answer)]
+                finally:
+                    if close := getattr(answer, "close", None):
+                        close()
         return self.app(environ, start_response)
 
     def _s3(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes] | None:

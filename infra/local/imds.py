@@ -7,6 +7,7 @@ instance's PATH; that path is not part of IMDS and nothing but the local shutdow
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -92,11 +93,13 @@ class Imds:
 
             def _send(self, status: int, body: str = "") -> None:
                 data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                # A client that stopped waiting (its timeout is short, as on EC2) has nothing left to hear.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
 
             def do_PUT(self) -> None:
                 if self.path != "/latest/api/token":

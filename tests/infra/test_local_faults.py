@@ -4,7 +4,10 @@ and how a scenario's `inject` steps are checked."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -82,6 +85,59 @@ def test_an_s3_fault_answers_its_operation_the_given_times_then_moto_does() -> N
     assert b"<Code>InternalError</Code>" in answers[0][1]
     assert get == ("200 OK", b"moto") and len(moto.bodies) == 2
     assert [(r["operation"], r["status"]) for r in seen] == [("PutObject", 500)] * 2
+
+
+class _Overlap:
+    """An application that notes how many requests it is answering at once, and that its answers are closed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = self.closed = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.02)
+        start_response("200 OK", [])
+        app = self
+
+        class Answer:
+            def __iter__(self) -> Iterator[bytes]:
+                time.sleep(0.01)  # the body is made while it is read
+                with app.lock:
+                    app.now -= 1
+                yield b"{}"
+
+            def close(self) -> None:
+                with app.lock:
+                    app.closed += 1
+
+        return Answer()
+
+
+@pytest.mark.parametrize(("service", "one_at_a_time"), [("dynamodb", True), ("sqs", False)])
+def test_dynamodb_requests_are_answered_one_at_a_time_as_dynamodb_applies_them(
+    service: str, one_at_a_time: bool
+) -> None:
+    inner = _Overlap()
+    app = FaultyAws(inner, Faults(lambda _: None))
+    auth = S3_AUTH.replace("/s3/", f"/{service}/")
+
+    def call() -> tuple[str, bytes]:
+        status: list[str] = []
+        answer = app({"REQUEST_METHOD": "POST", "HTTP_AUTHORIZATION": auth}, lambda s, _h: status.append(s))
+        body = b"".join(answer)
+        if close := getattr(answer, "close", None):
+            close()
+        return status[0], body
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: call(), range(12)))
+
+    assert answers == [("200 OK", b"{}")] * 12
+    assert (inner.most == 1) is one_at_a_time
+    assert inner.closed == 12
 
 
 def _fleet(market: str, types: list[str]) -> bytes:

@@ -261,6 +261,26 @@ def test_the_parts_of_an_end_are_claimed_once_each(store: JobsStore) -> None:
     assert store.get(job).announced_part("card")
 
 
+def test_a_claim_retried_after_its_answer_was_lost_is_still_the_claimers(
+    store: JobsStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = _running(store, "retried")
+    force_status(store, job, JobStatus.SUCCEEDED)
+    update = store.db.update_item
+
+    def landed_then_retried(**kwargs: Any) -> Any:
+        update(**kwargs)  # the first try lands, its answer is lost, the SDK sends it again
+        return update(**kwargs)
+
+    monkeypatch.setattr(store.db, "update_item", landed_then_retried)
+    mine = store.claim_announcement(job, JobStatus.SUCCEEDED, "chart", now=1000.0)
+    assert mine == 1000.0, "refused only by its own claim"
+    assert store.claim_announcement(job, JobStatus.SUCCEEDED, "chart", now=1000.0) is None, "another delivery's"
+    monkeypatch.undo()
+    assert store.announcement_shown(job, "chart", mine)
+    assert store.claim_announcement(job, JobStatus.SUCCEEDED, "chart", now=1000.0) is None, "shown"
+
+
 def test_a_part_held_by_a_delivery_that_died_is_taken_over_after_its_lease(store: JobsStore) -> None:
     job = _running(store, "lease")
     force_status(store, job, JobStatus.SUCCEEDED)
