@@ -259,7 +259,13 @@ def _store(step: BuildStep, s3: Any, bucket: str, job_id: str, attempt: int, key
         sha256, size = sha256_of(archive)
         metadata = {"sha256": sha256, "job": job_id, "attempt": str(attempt)}
         try:
-            s3.upload_file(str(archive), bucket, object_key, ExtraArgs={"Metadata": metadata}, Config=TRANSFER_CONFIG)
+            s3.upload_file(
+                str(archive),
+                bucket,
+                object_key,
+                ExtraArgs={"Metadata": metadata, "Tagging": layout.kind_tagging("build-offer")},
+                Config=TRANSFER_CONFIG,
+            )
         except (ClientError, BotoCoreError, S3UploadFailedError) as e:
             log.warning("the build could not be stored for the cache (%s); carrying on without it", e)
             return None

@@ -62,9 +62,14 @@ def cli(argv: list[str] | None = None) -> int:
     run.add_argument("--job", required=True, type=_job_id, help="the job id")
     run.add_argument("--spec", required=True, type=_s3_url, help="s3://BUCKET/jobs/JOB/job.json")
     run.add_argument("--workdir", type=Path, help="default: $SPOTTER_HOME/work/JOB (SPOTTER_HOME: /opt/spotter)")
+    run.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the image's framework Python the recipes run with (default: the agent's own)",
+    )
     sub.add_parser("parse", help="parse a training log into events (see `parse --help`)", add_help=False)
     ns = parser.parse_args(args)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     workdir = ns.workdir or Path(os.environ.get("SPOTTER_HOME") or DEFAULT_HOME) / "work" / ns.job
     install_signal_handlers()
-    return run_job(ns.job, ns.spec, workdir=workdir.resolve(), poweroff=shutdown_now)
+    return run_job(ns.job, ns.spec, workdir=workdir.resolve(), poweroff=shutdown_now, python=ns.python)

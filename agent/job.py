@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from agent import recipes
+from agent import image, recipes
 from agent.attempt import (
     MESSAGE_MAX,
     Attempt,
@@ -220,6 +220,7 @@ class JobRun:
             plan = self.plan = self.render(recipe, machine)
         except RecipeError as e:
             raise PhaseFailed("exit", str(e)) from e
+        self.check_image(recipe, machine)
         attempt = self.attempt
         if plan.install is not None:
             attempt.step_phase(plan.install, plan.parser)
@@ -254,6 +255,26 @@ class JobRun:
             seconds=round(self.clock() - self.started, 3),
             metrics=attempt.final_metrics(),
         )
+
+    def check_image(self, recipe: Recipe, machine: Machine) -> None:
+        """What the recipe needs of the image, before anything is installed: an image without it fails the job at
+        once, saying what is missing, rather than an hour into a build."""
+        log.info("recipes run with %s", self.python)
+        try:
+            found = image.check(
+                recipe.name,
+                recipe.image,
+                python=self.python,
+                gpu=machine.gpu_arch is not None,
+                env=self.attempt.env,
+                cwd=self.workdir,
+            )
+        except image.ImageUnfit as e:
+            for line in e.lines:
+                log.error("image: %s", line)
+            raise PhaseFailed("image", e.message, e.lines) from e
+        for line in found.lines():
+            log.info("image: %s", line)
 
     def render(self, recipe: Recipe, machine: Machine, resume: bool = False) -> Plan:
         return recipe.render(

@@ -29,10 +29,13 @@ class Uploader:
         self.attempt = attempt
         self.config = config
 
-    def upload_verified(self, name: str, path: Path, key: str) -> Artifact:
-        """Upload `path` to `key` with its sha256 in the object's metadata."""
+    def upload_verified(self, name: str, path: Path, key: str, kind: layout.ObjectKind | None = None) -> Artifact:
+        """Upload `path` to `key` with its sha256 in the object's metadata (and the lifecycle tag of `kind`)."""
         sha256, size = layout.sha256_of(path)
-        self.s3.upload_file(str(path), self.bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}}, Config=self.config)
+        extra: dict[str, Any] = {"Metadata": {"sha256": sha256}}
+        if kind is not None:
+            extra["Tagging"] = layout.kind_tagging(kind)
+        self.s3.upload_file(str(path), self.bucket, key, ExtraArgs=extra, Config=self.config)
         return Artifact(name=name, key=key, sha256=sha256, size=size)
 
     def upload_artifact(self, name: str, path: Path) -> Artifact:
@@ -41,12 +44,16 @@ class Uploader:
 
     def upload_checkpoint(self, path: Path, suffix: str) -> Artifact:
         """Upload `path` as the job's latest checkpoint (what the next attempt resumes from)."""
-        return self.upload_verified("checkpoint", path, layout.checkpoint(self.job_id, suffix))
+        return self.upload_verified("checkpoint", path, layout.checkpoint(self.job_id, suffix), kind="checkpoint")
 
     def upload_log(self, phase: str, path: Path) -> str:
         """Upload a phase's whole log so far (again at each call: a later upload replaces the earlier one)."""
         key = layout.log(self.job_id, self.attempt, phase)
         self.s3.upload_file(
-            str(path), self.bucket, key, ExtraArgs={"ContentType": "text/plain; charset=utf-8"}, Config=self.config
+            str(path),
+            self.bucket,
+            key,
+            ExtraArgs={"ContentType": "text/plain; charset=utf-8", "Tagging": layout.kind_tagging("log")},
+            Config=self.config,
         )
         return key

@@ -64,6 +64,7 @@ FAILURE_HEADLINES = {
     "killed": "The training process was killed",
     "crash": "The training process crashed",
     "exit": "A step exited with an error",
+    "image": "The GPU image lacks what the recipe needs",
     "launch": "The instance could not be launched",
     "timeout": "Past the job's max_hours",
     "capacity": "No GPU capacity",

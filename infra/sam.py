@@ -2,8 +2,9 @@
 
     python -m infra.sam check template.yaml      (exit 1 with one line per problem)
 
-Training instances: IMDSv2 only, shut down means terminated, and a role without table, secret or
-parameter access. Functions: every handler imports. Rules: every detail-type is a Spotter event. Jobs
+Training instances: IMDSv2 only with one hop, shut down means terminated, encrypted volumes, and a role without
+table, secret or parameter access. Buckets: no public access, encrypted, versioned, TLS only. IAM: Resource "*" only
+for reads and the writes AWS allows no narrower (WILDCARD_WRITES). Functions: every handler imports. Rules: every detail-type is a Spotter event. Jobs
 table: the channel index the store queries.
 """
 
@@ -25,13 +26,20 @@ from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
 from spotter.events import EVENT_TYPES
-from spotter.store import CHANNEL_INDEX
+from spotter.store import CHANNEL_INDEX, EXPIRES_ATTRIBUTE
 
 PLACEHOLDER_CODE_URI = "s3://placeholder/code.zip"
 PARAMETERS = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
 # What the instance role must never be able to do: the jobs table, Slack's secret, parameters.
 FORBIDDEN_INSTANCE_ACTIONS = ("dynamodb:", "secretsmanager:", "ssm:")
 SPOTTER_SOURCE_PREFIX = "spotter."
+# Write actions a statement may grant on Resource "*", each because AWS offers no narrower grant that works (the
+# template says why at the statement). Any other action on "*" must only read.
+WILDCARD_WRITES = {
+    "ec2:createfleet": "an instant fleet's launch is authorized against resources it creates, which have no ARN yet",
+    "ec2:runinstances": "CreateFleet (instant) runs the instances with the caller's RunInstances rights",
+}
+READ_VERBS = ("describe", "list", "get", "batchget", "query", "scan", "head")
 
 
 def _placeholder_code(owner: dict[str, Any]) -> None:
@@ -75,6 +83,79 @@ def check_launch_templates(cfn: dict[str, Any]) -> list[str]:
             problems.append(f"{name}: InstanceInitiatedShutdownBehavior is {shutdown!r}, must be 'terminate'")
         if not data.get("IamInstanceProfile"):
             problems.append(f"{name}: no IamInstanceProfile; the agent reaches S3 and the bus through it")
+        hops = (data.get("MetadataOptions") or {}).get("HttpPutResponseHopLimit")
+        if hops != 1:
+            problems.append(
+                f"{name}: MetadataOptions.HttpPutResponseHopLimit is {hops!r}, must be 1 (no container reaches IMDS)"
+            )
+        volumes = [m.get("Ebs") or {} for m in data.get("BlockDeviceMappings") or []]
+        if not volumes:
+            problems.append(f"{name}: no BlockDeviceMappings: the root volume's size and encryption must be set")
+        for ebs in volumes:
+            if ebs.get("Encrypted") is not True:
+                problems.append(f"{name}: an EBS volume is not Encrypted")
+    return problems
+
+
+def check_buckets(cfn: dict[str, Any]) -> list[str]:
+    """Every bucket: public access blocked, encrypted, versioned, and a policy that refuses requests without TLS."""
+    problems = []
+    denied_plain: set[str] = set()
+    for _, props in _of_type(cfn, "AWS::S3::BucketPolicy"):
+        bucket = props.get("Bucket")
+        for statement in _statements(props.get("PolicyDocument") or {}):
+            condition = (statement.get("Condition") or {}).get("Bool") or {}
+            insecure = str(condition.get("aws:SecureTransport")).lower() == "false"
+            resources = _as_list(statement.get("Resource", []))
+            denies = statement.get("Effect") == "Deny" and statement.get("Principal") == "*"
+            if denies and insecure and len(resources) >= 2 and isinstance(bucket, dict) and "Ref" in bucket:
+                denied_plain.add(bucket["Ref"])
+    for name, props in _of_type(cfn, "AWS::S3::Bucket"):
+        block = props.get("PublicAccessBlockConfiguration") or {}
+        for key in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            if block.get(key) is not True:
+                problems.append(f"{name}: PublicAccessBlockConfiguration.{key} is not true")
+        if not (props.get("BucketEncryption") or {}).get("ServerSideEncryptionConfiguration"):
+            problems.append(f"{name}: no BucketEncryption")
+        if (props.get("VersioningConfiguration") or {}).get("Status") != "Enabled":
+            problems.append(f"{name}: versioning is not Enabled")
+        if name not in denied_plain:
+            problems.append(f"{name}: no bucket policy denies requests without TLS (aws:SecureTransport false)")
+    return problems
+
+
+def _policy_documents(cfn: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, props in _of_type(cfn, "AWS::IAM::Role"):
+        for policy in props.get("Policies", []):
+            yield name, policy.get("PolicyDocument") or {}
+    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for name, props in _of_type(cfn, kind):
+            yield name, props.get("PolicyDocument") or {}
+
+
+def check_wildcard_writes(cfn: dict[str, Any]) -> list[str]:
+    """Resource "*" only for reads, and for the writes AWS allows nothing narrower (WILDCARD_WRITES)."""
+    problems = []
+    for owner, document in _policy_documents(cfn):
+        for statement in _statements(document):
+            if statement.get("Effect") != "Allow" or "*" not in _as_list(statement.get("Resource", [])):
+                continue
+            for action in _as_list(statement.get("Action", [])):
+                lowered = str(action).lower()
+                verb = lowered.split(":", 1)[-1]
+                if lowered in WILDCARD_WRITES or (verb.startswith(READ_VERBS) and "*" not in verb):
+                    continue
+                sid = statement.get("Sid", "a statement")
+                problems.append(f'{owner}: {sid} allows {action} on Resource "*"; name the resources it writes')
+    return problems
+
+
+def check_jobs_ttl(cfn: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, props in _of_type(cfn, "AWS::DynamoDB::Table"):
+        ttl = props.get("TimeToLiveSpecification") or {}
+        if ttl.get("Enabled") is not True or ttl.get("AttributeName") != EXPIRES_ATTRIBUTE:
+            problems.append(f"{name}: TimeToLiveSpecification must enable {EXPIRES_ATTRIBUTE!r}, the store's expiry")
     return problems
 
 
@@ -185,7 +266,16 @@ def check_jobs_table(cfn: dict[str, Any]) -> list[str]:
     return [f"no DynamoDB table has the global secondary index {CHANNEL_INDEX!r} that spotter.store queries"]
 
 
-CHECKS = (check_launch_templates, check_handlers, check_rules, check_instance_role, check_jobs_table)
+CHECKS = (
+    check_launch_templates,
+    check_handlers,
+    check_rules,
+    check_instance_role,
+    check_jobs_table,
+    check_jobs_ttl,
+    check_buckets,
+    check_wildcard_writes,
+)
 
 
 def check_template(sam: dict[str, Any]) -> list[str]:

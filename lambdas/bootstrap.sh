@@ -74,6 +74,17 @@ if ! python3 -c 'import boto3, pydantic, requests' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'boto3>=1.35,<2' 'pydantic>=2.9,<3' 'requests>=2.31,<3'
 fi
 
+# The recipes run with the image's framework Python: the Deep Learning AMI's PyTorch environment when the image
+# has one (its torch is what the builds compile against), else python3. The agent itself stays on python3, with
+# its own few dependencies. SPOTTER_FRAMEWORK_PYTHON names another (the local stack's image does).
+FRAMEWORK_PYTHON="${SPOTTER_FRAMEWORK_PYTHON:-/opt/pytorch/bin/python}"
+if [ -x "$FRAMEWORK_PYTHON" ]; then
+  log "framework python: $FRAMEWORK_PYTHON, the image's"
+else
+  log "framework python: no $FRAMEWORK_PYTHON in this image, using python3"
+  FRAMEWORK_PYTHON=$(command -v python3)
+fi
+
 AGENT="$SPOTTER_HOME/spotter-agent.pyz"
 log "fetching $AGENT_URI"
 python3 - "$AGENT_URI" "$AGENT" "$AGENT_SHA256" <<'PY'
@@ -94,6 +105,6 @@ PY
 trap - ERR
 log "starting the agent"
 status=0
-python3 "$AGENT" run --job "$JOB_ID" --spec "$SPEC_URI" || status=$?
+python3 "$AGENT" run --job "$JOB_ID" --spec "$SPEC_URI" --python "$FRAMEWORK_PYTHON" || status=$?
 log "agent exited with status $status; powering off"
 shutdown -h now

@@ -1,4 +1,5 @@
-"""EC2's own events about our instances → the job: a spot interruption warning is said in the thread; an instance
+"""EC2's own events about our instances → the job: a spot interruption warning and a rebalance recommendation are
+said in the thread (the agent acts on both itself, from the instance metadata); an instance
 that shuts down or terminates under a job still on it (the agent said nothing: a reclaim before the agent could act,
 a host failure) interrupts that attempt, and the job is relaunched from its last synced checkpoint or from scratch.
 
@@ -35,6 +36,7 @@ copy_config_to_registered_loggers(source_logger=logger, include={"lambdas"})
 TAG_JOB = "spotter:job"
 SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
 STATE_CHANGE = "EC2 Instance State-change Notification"
+REBALANCE = "EC2 Instance Rebalance Recommendation"
 Result = Literal["interrupted", "warned", "ignored"]
 
 
@@ -47,9 +49,11 @@ class Ec2Event(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    detail_type: Literal["EC2 Spot Instance Interruption Warning", "EC2 Instance State-change Notification"] = Field(
-        alias="detail-type"
-    )
+    detail_type: Literal[
+        "EC2 Spot Instance Interruption Warning",
+        "EC2 Instance State-change Notification",
+        "EC2 Instance Rebalance Recommendation",
+    ] = Field(alias="detail-type")
     source: Literal["aws.ec2"]
     detail: dict[str, Any]
     time: datetime | None = None
@@ -105,6 +109,19 @@ class Ec2Events:
                 "a checkpoint, and the job resumes from it on a new instance."
             )
             lifecycle.announce(self.bus, Outcome(rec, note=note), "Spot Interruption Warning")
+            return "warned"
+        if ev.detail_type == REBALANCE:
+            rec = self.store.find(job_id)
+            att = rec.current_attempt if rec else None
+            if rec is None or rec.status.is_terminal() or att is None or att.instance_id != ev.instance_id:
+                return "ignored"
+            if not self.store.claim_instance_notice(job_id, rec.attempt, "rebalance"):
+                return "ignored"  # a redelivery: the thread has heard it
+            note = (
+                f"EC2 recommends moving off spot instance `{ev.instance_id}`: its capacity is at elevated risk of "
+                "reclaim. The agent syncs a checkpoint now, so an interruption would cost little."
+            )
+            lifecycle.announce(self.bus, Outcome(rec, note=note), "Rebalance Recommendation")
             return "warned"
         rec = self.store.find(job_id)
         if not vanished(rec, ev.instance_id, ev.state):

@@ -91,6 +91,8 @@ class Promoter:
                 CopySource={"Bucket": self.bucket, "Key": source},
                 CopySourceIfMatch=uploaded["ETag"],
                 MetadataDirective="REPLACE",
+                # Not the offer's lifecycle tag: the cache keeps what it holds.
+                TaggingDirective="REPLACE",
                 Metadata={
                     "sha256": ready.artifact.sha256,
                     "built-by": ready.job_id,

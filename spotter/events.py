@@ -27,6 +27,7 @@ ErrorKind = Literal[
     "killed",
     "crash",
     "exit",
+    "image",  # the machine image lacks what the recipe needs (agent.image): found before anything is installed
     "launch",
     "timeout",
     "capacity",

@@ -21,8 +21,14 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlencode
 
 AGENT_PACKAGE = "spotter-agent.pyz"
+# The tag the bucket's lifecycle rules select short-lived objects by (a rule's prefix cannot reach past jobs/<job>/):
+# checkpoints and logs expire some days after their last write, a build once the cache could have copied it.
+KIND_TAG = "spotter:kind"
+ObjectKind = Literal["checkpoint", "log", "build-offer"]
 PRETRAINED_PREFIX = "cache/pretrained/"
 BUILD_CACHE_PREFIX = "cache/build/"
 DATASETS_PREFIX = "datasets/"
@@ -132,3 +138,8 @@ def artifact(job_id: str, name: str, suffix: str) -> str:
 def job_build(job_id: str, recipe: str, key: str) -> str:
     """A build this job uploaded, offered to the build cache."""
     return f"{job(job_id)}build/{recipe}-{key}.tar.gz"
+
+
+def kind_tagging(kind: ObjectKind) -> str:
+    """The `Tagging` of an upload the lifecycle rules expire (`spotter:kind=<kind>`, URL-encoded as S3 takes it)."""
+    return urlencode({KIND_TAG: kind})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -40,6 +41,10 @@ ANNOUNCEMENT_ATTRIBUTES: dict[str, str] = {
     "chart": "announced_chart",
     "card": "announced_card",
 }
+# DynamoDB deletes a job's record this long after it ended (its TTL attribute, `expires_at`, in epoch seconds);
+# SPOTTER_JOB_RECORD_DAYS (the template's JobRecordDays) sets it.
+EXPIRES_ATTRIBUTE = "expires_at"
+DEFAULT_RECORD_DAYS = 400
 # A part held longer than this was held by a delivery that died (the notifier's timeout is 30 s): it is taken over.
 ANNOUNCEMENT_LEASE_SECONDS = 60.0
 
@@ -317,10 +322,22 @@ class _Expr:
         }
 
 
+def _record_days() -> int:
+    raw = os.environ.get("SPOTTER_JOB_RECORD_DAYS", "")
+    try:
+        days = int(raw) if raw else DEFAULT_RECORD_DAYS
+    except ValueError as e:
+        raise StoreError(f"SPOTTER_JOB_RECORD_DAYS is {raw!r}: a whole number of days is needed") from e
+    if days < 1:
+        raise StoreError(f"SPOTTER_JOB_RECORD_DAYS is {days}: records must be kept a day at least")
+    return days
+
+
 class JobsStore:
-    def __init__(self, table_name: str, dynamodb_client: Any = None) -> None:
+    def __init__(self, table_name: str, dynamodb_client: Any = None, *, record_days: int | None = None) -> None:
         self.table = table_name
         self._client = dynamodb_client
+        self.record_days = record_days if record_days is not None else _record_days()
 
     @property
     def db(self) -> Any:
@@ -473,6 +490,8 @@ class JobsStore:
         """Move to `target` from one of its allowed sources (and, if given, only in that attempt)."""
         e = e or _Expr()
         e.set("status", target.value).set("updated_at", _now_iso())
+        if target.is_terminal():
+            e.set(EXPIRES_ATTRIBUTE, int(time.time()) + self.record_days * 86400)
         sources = sorted(ALLOWED_SOURCES[target])
         cond = f"{e.n('status')} IN ({', '.join(e.v(s.value) for s in sources)})"
         if attempt is not None:
@@ -627,6 +646,10 @@ class JobsStore:
     def claim_phase_reply(self, job_id: str, attempt: int, phase: str) -> bool:
         """True once per attempt and phase: the thread hears of a phase's start once, however often it is told."""
         return self._once(job_id, attempt, "phases_told", phase)
+
+    def claim_instance_notice(self, job_id: str, attempt: int, notice: str) -> bool:
+        """True once per attempt and kind of EC2 notice (a rebalance recommendation): the thread hears it once."""
+        return self._once(job_id, attempt, "instance_notices", notice)
 
     def _once(self, job_id: str, attempt: int, attribute: str, what: str) -> bool:
         """Adds `attempt:what` to the set `attribute` of the current attempt; False if it was there (or the job has

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.image import ImageNeeds
 from agent.parsers import FRAMEWORKS
 from agent.plan import Argv, ArtifactPath, BuildStep, DataStep, Layout, Plan, Pretrained, Promoted, Source, Step
 from spotter import catalog
@@ -227,12 +228,14 @@ Start = Literal["scratch", "pretrained"]
 
 
 class Recipe(_Model):
-    """One `<name>.toml`: the parser, the unit, GPU needs, then the phases in the order they run."""
+    """One `<name>.toml`: the parser, the unit, GPU needs, what the image must carry, then the phases in the order
+    they run."""
 
     name: str = Field(pattern=_NAME.pattern)
     parser: str
     unit: Literal["epoch", "iteration"]
     gpu: Gpu
+    image: ImageNeeds  # checked before the install phase (agent.image)
     starts: tuple[Start, ...] = ("scratch", "pretrained")  # the `from=` values this recipe can train from
     src: str | None = Field(None, pattern=_FOLDER.pattern)  # the framework's folder in the work directory: {src}
     install: StepTemplate | None = None

@@ -1,11 +1,10 @@
-"""moto in server mode, provisioned with the resources template.yaml declares (the template is the source).
+"""moto in server mode, and the local stack's view of what provisioning stood up in it from template.yaml.
 
-Intrinsics (Ref, Fn::Sub, Fn::GetAtt, Fn::Join) are resolved to the local physical names; parameters take
-their defaults unless the run overrides them (checked against the parameter's constraints, as CloudFormation
-does). Each function's EventBridge rules are created on the bus with an SQS queue as target (moto cannot
-deliver to Lambda), and the dispatcher hands what arrives there to the in-process handler. Functions get
-their names and ARNs before anything else is resolved: environments and policies name other functions.
-Scheduler schedule groups are created in moto; the schedules in them are fired by infra.local.schedules.
+provision() translates the template as SAM would (infra.sam.translate) and has infra.local.provision create
+every translated resource; what it returns names them for the local stack: the table, the bucket, the bus,
+and each function with its handler, its environment and the queues and schedules standing in for its
+triggers. Parameters take their defaults unless the run overrides them (checked against the parameter's
+constraints, as CloudFormation does); the GPU image, the VPC and its subnets are moto's.
 """
 
 from __future__ import annotations
@@ -22,25 +21,31 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from infra.local.faults import Faults, FaultyAws
+from infra.local.provision import stand_up
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 LOCAL_AMI = "ami-12c6146b"  # one of moto's built-in images stands in for the GPU image
+LAMBDA_DEFAULT_TIMEOUT = 3  # seconds: Lambda's, for a function whose template sets none
+# What a request to the local moto is: plain HTTP on loopback stands in for AWS's TLS endpoints.
+LOCAL_REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
 
 
 SPOT_DISCOUNT = 0.35  # local spot prices: this fraction of the on-demand list price (moto quotes $0.00001)
 
 
 def _patch_moto() -> None:
-    """Fill what moto lacks for the launcher: DeleteLaunchTemplateVersions, and spot prices of a plausible size."""
+    """Fill what moto lacks for the launcher: DeleteLaunchTemplateVersions, and spot prices of a plausible size;
+    and bucket policies' conditions."""
     from moto.core.responses import ActionResult
     from moto.ec2.responses.launch_templates import LaunchTemplates
     from moto.ec2.responses.spot_instances import SpotInstances
 
     from spotter.catalog import GPU_TYPES
 
+    _patch_bucket_policy_conditions()
     if hasattr(LaunchTemplates, "delete_launch_template_versions"):
         return
 
@@ -74,6 +79,47 @@ def _patch_moto() -> None:
         )
 
     LaunchTemplates.delete_launch_template_versions = delete_launch_template_versions  # type: ignore[attr-defined]
+
+
+def _condition_holds(condition: dict[str, Any]) -> bool | None:
+    """Whether a policy statement's Condition holds for a local request (LOCAL_REQUEST_CONTEXT); None when it
+    tests something else (an operator or a key the local request does not carry)."""
+    holds: bool | None = True
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            actual = LOCAL_REQUEST_CONTEXT.get(key)
+            wanted = [str(e).lower() for e in (expected if isinstance(expected, list) else [expected])]
+            if actual is None or operator not in ("Bool", "StringEquals", "StringNotEquals"):
+                holds = None
+            elif (actual.lower() in wanted) != (operator != "StringNotEquals"):
+                return False
+    return holds
+
+
+def _patch_bucket_policy_conditions() -> None:
+    """moto applies a bucket policy's statements with their Conditions ignored, so the template's TLS-only deny
+    (Deny s3:* when aws:SecureTransport is false) would refuse every local request. A statement whose Condition
+    does not hold for a local request is left out; one that tests anything else applies as moto applies it."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+
+    if getattr(FakeBucket.get_permission, "local_conditions", False):
+        return
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        document = json.loads(self.policy)
+        statements = document.get("Statement", [])
+        applying = [
+            {k: v for k, v in s.items() if k != "Condition"}
+            for s in (statements if isinstance(statements, list) else [statements])
+            if _condition_holds(s.get("Condition") or {}) is not False
+        ]
+        return IAMPolicy(json.dumps({**document, "Statement": applying})).is_action_permitted(action, resource)
+
+    get_permission.local_conditions = True  # type: ignore[attr-defined]
+    FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
 
 
 class _FaultyMotoServer(ThreadedMotoServer):
@@ -121,11 +167,15 @@ class MotoServer:
 
 @dataclass
 class FunctionDef:
+    """A translated AWS::Lambda::Function as the local stack runs it: its handler in-process."""
+
     logical_id: str
     name: str
     handler: str
     environment: dict[str, str]
     arn: str = ""  # arn:aws:lambda:<region>:<account>:function:<name>, what schedules and rules target
+    role: str = ""  # the ARN of the role it runs as (created in moto; nothing checks it in-process)
+    timeout: int = LAMBDA_DEFAULT_TIMEOUT  # seconds
     queues: list[str] = field(default_factory=list)  # SQS queue URLs tapping this function's rules
     schedules: list[str] = field(default_factory=list)  # its Scheduler/rate expressions, e.g. `rate(5 minutes)`
 
@@ -157,48 +207,6 @@ class Resources:
         for f in self.functions.values():
             env.update(f.environment)
         return env
-
-
-class _Resolver:
-    def __init__(self, stack: str) -> None:
-        self.refs: dict[str, str] = {
-            "AWS::StackName": stack,
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-        self.attrs: dict[tuple[str, str], str] = {}
-
-    def __call__(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((key, arg),) = value.items()
-            if key == "Ref":
-                ref = self.refs[arg]
-                return ref
-            if key == "Fn::GetAtt":
-                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
-                return self.attrs[(logical, attr)]
-            if key == "Fn::Join":
-                sep, items = arg
-                resolved = self(items)
-                return sep.join(resolved if isinstance(resolved, list) else [resolved])
-            if key == "Fn::Sub":
-                text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self(arg[1]))
-                return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub(m.group(1), extra), text)
-        return {k: self(v) for k, v in value.items()}
-
-    def _sub(self, name: str, extra: dict[str, str]) -> str:
-        if name in extra:
-            return extra[name]
-        if "." in name:
-            logical, attr = name.split(".", 1)
-            return self.attrs[(logical, attr)]
-        return self.refs[name]
 
 
 # Parameters the local stack sets itself: the image moto has, the default VPC and its subnets.
@@ -255,10 +263,6 @@ def _check_parameter(name: str, param: dict[str, Any], value: str) -> None:
         raise ParameterError(f"parameter {name} is longer than its MaxLength {param['MaxLength']}")
 
 
-def function_arn(name: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-
-
 def provision(
     slack_credentials: dict[str, str],
     stack: str = "spotter",
@@ -266,142 +270,69 @@ def provision(
     *,
     parameters: dict[str, str] | None = None,
 ) -> Resources:
-    """Create what template.yaml declares in the moto behind AWS_ENDPOINT_URL; return the local names.
+    """Stand up the CloudFormation SAM translates template.yaml into, in the moto behind AWS_ENDPOINT_URL; return
+    the local names.
 
-    `parameters` override the template's parameter defaults (a ParameterError names a bad one).
+    `parameters` override the template's parameter defaults (a ParameterError names a bad one); the GPU image,
+    the VPC and its subnets are moto's. The Slack secret holds `slack_credentials`. A resource the local stack
+    cannot stand up raises ProvisionError with its name.
     """
     from samtranslator.yaml_helper import yaml_parse
 
-    doc = yaml_parse(template.read_text())
-    res: dict[str, Any] = doc["Resources"]
-    r = _Resolver(stack)
-    r.refs.update(parameter_values(doc, parameters))
-    ec2, s3, ddb = boto3.client("ec2"), boto3.client("s3"), boto3.client("dynamodb")
-    events, sqs, sm, iam, scheduler = (
-        boto3.client("events"),
-        boto3.client("sqs"),
-        boto3.client("secretsmanager"),
-        boto3.client("iam"),
-        boto3.client("scheduler"),
-    )
+    from infra.sam import translate
 
+    sam = yaml_parse(template.read_text())
+    refs: dict[str, Any] = {
+        "AWS::StackName": stack,
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+        **parameter_values(sam, parameters),
+    }
+    ec2 = boto3.client("ec2")
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     subnets = sorted(
         (s["AvailabilityZone"], s["SubnetId"])
         for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
     )
-    r.refs.update(GpuImageId=LOCAL_AMI, VpcId=vpc)
-    r.refs["SubnetIds"] = [s for _, s in subnets]  # type: ignore[assignment]
+    refs.update(GpuImageId=LOCAL_AMI, VpcId=vpc, SubnetIds=[s for _, s in subnets])
+    refs["AWS::AvailabilityZones"] = sorted({az for az, _ in subnets})
+    up = stand_up(translate(sam), refs, stack=stack, empty_secret=json.dumps(slack_credentials))
 
-    # Every function's name and ARN first: environments and policies refer to other functions.
-    function_names: dict[str, str] = {}
-    for logical, spec in res.items():
-        if spec["Type"] == "AWS::Serverless::Function":
-            props = spec["Properties"]
-            name = r(props["FunctionName"]) if "FunctionName" in props else f"{stack}-{logical}"
-            function_names[logical] = name
-            r.refs[logical], r.attrs[(logical, "Arn")] = name, function_arn(name)
-
-    schedule_groups: list[str] = []
-    for logical, spec in res.items():
-        props = spec.get("Properties", {})
-        kind = spec["Type"]
-        if kind == "AWS::S3::Bucket":
-            name = f"{stack}-{logical.lower()}"
-            s3.create_bucket(Bucket=name)
-            r.refs[logical] = name
-            r.attrs[(logical, "Arn")] = f"arn:aws:s3:::{name}"
-        elif kind == "AWS::DynamoDB::Table":
-            name = f"{stack}-{logical.lower()}"
-            ddb.create_table(
-                TableName=name,
-                BillingMode=props["BillingMode"],
-                KeySchema=props["KeySchema"],
-                AttributeDefinitions=props["AttributeDefinitions"],
-                GlobalSecondaryIndexes=props.get("GlobalSecondaryIndexes", []),
-            )
-            r.refs[logical] = name
-        elif kind == "AWS::Events::EventBus":
-            name = r(props["Name"])
-            arn = events.create_event_bus(Name=name)["EventBusArn"]
-            r.refs[logical], r.attrs[(logical, "Arn")] = name, arn
-        elif kind == "AWS::SecretsManager::Secret":
-            arn = sm.create_secret(Name=r(props["Name"]), SecretString=json.dumps(slack_credentials))["ARN"]
-            r.refs[logical] = arn
-        elif kind == "AWS::Scheduler::ScheduleGroup":
-            name = r(props["Name"]) if "Name" in props else f"{stack}-{logical}"
-            arn = scheduler.create_schedule_group(Name=name)["ScheduleGroupArn"]
-            r.refs[logical], r.attrs[(logical, "Arn")] = name, arn
-            schedule_groups.append(name)
-    for logical, spec in res.items():
-        props = spec.get("Properties", {})
-        if spec["Type"] == "AWS::IAM::Role":
-            name = f"{stack}-{logical}"
-            arn = iam.create_role(
-                RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"])
-            )["Role"]["Arn"]
-            for pol in props.get("Policies", []):
-                iam.put_role_policy(
-                    RoleName=name, PolicyName=pol["PolicyName"], PolicyDocument=json.dumps(r(pol["PolicyDocument"]))
-                )
-            r.refs[logical], r.attrs[(logical, "Arn")] = name, arn
-    for logical, spec in res.items():
-        props = spec.get("Properties", {})
-        if spec["Type"] == "AWS::IAM::InstanceProfile":
-            name = f"{stack}-{logical}"
-            arn = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Arn"]
-            for role in r(props["Roles"]):
-                iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
-            r.refs[logical], r.attrs[(logical, "Arn")] = name, arn
-        elif spec["Type"] == "AWS::EC2::SecurityGroup":
-            gid = ec2.create_security_group(
-                GroupName=f"{stack}-{logical}", Description=props["GroupDescription"], VpcId=vpc
-            )["GroupId"]
-            r.refs[logical] = gid
-    for logical, spec in res.items():
-        if spec["Type"] == "AWS::EC2::LaunchTemplate":
-            props = r(spec["Properties"])
-            lt = ec2.create_launch_template(
-                LaunchTemplateName=props["LaunchTemplateName"], LaunchTemplateData=props["LaunchTemplateData"]
-            )
-            r.refs[logical] = lt["LaunchTemplate"]["LaunchTemplateId"]
-
-    globals_env = doc.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
     functions: dict[str, FunctionDef] = {}
-    for logical, spec in res.items():
-        if spec["Type"] != "AWS::Serverless::Function":
-            continue
-        props = spec["Properties"]
-        name = function_names[logical]
-        env = {**r(globals_env), **r(props.get("Environment", {}).get("Variables", {}))}
-        fn = FunctionDef(logical, name, props["Handler"], {k: str(v) for k, v in env.items()}, function_arn(name))
-        for event_name, ev in props.get("Events", {}).items():
-            if ev["Type"] in ("ScheduleV2", "Schedule"):
-                fn.schedules.append(str(ev["Properties"].get("ScheduleExpression") or ev["Properties"]["Schedule"]))
-                continue
-            if ev["Type"] != "EventBridgeRule":
-                continue
-            ep = ev["Properties"]
-            bus = r(ep.get("EventBusName", "default"))
-            rule = f"{stack}-{logical}-{event_name}"
-            queue = sqs.create_queue(QueueName=rule, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-            qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(ep["Pattern"]))
-            events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "local-dispatcher", "Arn": qarn}])
-            fn.queues.append(queue)
-        functions[logical] = fn
-
+    for fn in up.of_type("AWS::Lambda::Function"):
+        p, arn = fn.properties, fn.attrs["Arn"]
+        variables = (p.get("Environment") or {}).get("Variables") or {}
+        functions[fn.logical_id] = FunctionDef(
+            logical_id=fn.logical_id,
+            name=fn.ref,
+            handler=p["Handler"],
+            environment={k: _env_value(v) for k, v in variables.items()},
+            arn=arn,
+            role=str(p.get("Role", "")),
+            timeout=int(p.get("Timeout", LAMBDA_DEFAULT_TIMEOUT)),
+            queues=up.taps.get(arn, []),
+            schedules=up.schedules.get(arn, []),
+        )
     return Resources(
         stack=stack,
-        table=r.refs["JobsTable"],
-        bucket=r.refs["ArtifactsBucket"],
-        bus_name=r.refs["EventBus"],
-        secret_id=r.refs["SlackSecret"],
-        launch_template_id=r.refs["LaunchTemplate"],
+        table=up.created["JobsTable"].ref,
+        bucket=up.created["ArtifactsBucket"].ref,
+        bus_name=up.created["EventBus"].ref,
+        secret_id=up.created["SlackSecret"].ref,
+        launch_template_id=up.created["LaunchTemplate"].ref,
         subnets=[s for _, s in subnets],
         functions=functions,
-        schedule_groups=schedule_groups,
+        schedule_groups=[g.ref for g in up.of_type("AWS::Scheduler::ScheduleGroup")],
     )
+
+
+def _env_value(value: Any) -> str:
+    """An environment variable as Lambda sets it: a string (CloudFormation writes booleans in lower case)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")

@@ -56,6 +56,20 @@ _APT_SHIM = """#!/bin/sh
 echo "$(basename "$0") $*: provided by the local image"
 """
 
+# The CUDA toolkit the local image declares, for recipes that compile CUDA code (agent.image asks nvcc its release
+# before the install phase). It compiles nothing: the stand-in frameworks never call it (the darknet stand-in builds
+# a CPU binary with gcc), and a build that did call it fails there, in the build log.
+NVCC_SHIM = """#!/bin/sh
+if [ "$1" = "--version" ]; then
+  echo "nvcc: NVIDIA (R) Cuda compiler driver (the Spotter local image's stand-in)"
+  echo "Cuda compilation tools, release {release}, V{release}.0"
+  exit 0
+fi
+echo "nvcc $*: the local image's stand-in nvcc compiles nothing" >&2
+exit 1
+"""
+# The release the local image's nvcc reports.
+STANDIN_CUDA_RELEASE = "12.8"
 
 # Fixed identity and dates for mirror commits: the same source tree always gives the same commit (and build key).
 _MIRROR_GIT_ENV = {
@@ -105,10 +119,17 @@ def git_mirror_environ(mirrors: dict[str, Path]) -> dict[str, str]:
 
 @dataclass
 class Image:
-    """What the instance's image provides: a Python with frameworks, and environment defaults."""
+    """What the instance's image provides: a Python with frameworks (the folder of its `python3`, which runs the
+    agent and the recipes), the CUDA toolkit release its stand-in nvcc reports (None: no toolkit), and environment
+    defaults. It has no torch: the recipes that need the image's torch are refused by the agent's image check."""
 
     python_bin: Path
     environ: dict[str, str] = field(default_factory=dict)
+    cuda_release: str | None = STANDIN_CUDA_RELEASE
+
+    @property
+    def framework_python(self) -> Path:
+        return self.python_bin / "python3"
 
 
 @dataclass
@@ -312,6 +333,10 @@ class HostRunner:
             shim = root / "bin" / name
             shim.write_text(_APT_SHIM)
             shim.chmod(0o755)
+        if self.image.cuda_release is not None:
+            shim = root / "bin" / "nvcc"
+            shim.write_text(NVCC_SHIM.format(release=self.image.cuda_release))
+            shim.chmod(0o755)
         script = root / "user-data"
         script.write_text(user_data)
         env = {
@@ -322,6 +347,8 @@ class HostRunner:
             "LANG": "C.UTF-8",
             "SPOTTER_HOME": str(root / "opt" / "spotter"),
             "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
+            # The bootstrap's framework Python, in place of a DLAMI's /opt/pytorch/bin/python.
+            "SPOTTER_FRAMEWORK_PYTHON": str(self.image.framework_python),
             **self.aws_environ,
             **self.image.environ,
         }

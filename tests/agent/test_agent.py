@@ -609,6 +609,13 @@ def test_a_failed_training_leaves_its_checkpoint_and_the_next_attempt_resumes_fr
     # Epoch 3 died: the checkpoint holds the last epoch completed, 2.
     assert checkpoint.current == 2 and isinstance(first.events[-1], JobError)
 
+    # Checkpoints and logs carry the tag the bucket's lifecycle rules expire them by; weights do not.
+    def kind(object_key: str) -> list[dict[str, str]]:
+        return job.s3.get_object_tagging(Bucket="spotter-test", Key=object_key)["TagSet"]  # type: ignore[no-any-return]
+
+    assert kind(key) == [{"Key": "spotter:kind", "Value": "checkpoint"}]
+    assert kind(f"jobs/{JOB_ID}/logs/attempt-1/train.log") == [{"Key": "spotter:kind", "Value": "log"}]
+
     # Attempt 2, on a fresh machine, told by the control plane where the checkpoint is.
     echo_recipe = _echo_train_recipe()
     monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)

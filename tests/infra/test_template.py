@@ -90,6 +90,43 @@ def _renamed_index(sam: dict[str, Any]) -> None:
     _resources(sam)["JobsTable"]["Properties"]["GlobalSecondaryIndexes"][0]["IndexName"] = "by-chan"
 
 
+def _two_hops(sam: dict[str, Any]) -> None:
+    _resources(sam)["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["MetadataOptions"][
+        "HttpPutResponseHopLimit"
+    ] = 2
+
+
+def _plain_volume(sam: dict[str, Any]) -> None:
+    data = _resources(sam)["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    data["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] = False
+
+
+def _public_bucket(sam: dict[str, Any]) -> None:
+    _resources(sam)["ArtifactsBucket"]["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] = False
+
+
+def _unversioned_bucket(sam: dict[str, Any]) -> None:
+    _resources(sam)["ArtifactsBucket"]["Properties"]["VersioningConfiguration"]["Status"] = "Suspended"
+
+
+def _plain_http_allowed(sam: dict[str, Any]) -> None:
+    del _resources(sam)["ArtifactsBucketPolicy"]
+
+
+def _wildcard_write(sam: dict[str, Any]) -> None:
+    statements = _resources(sam)["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    statements.append({"Sid": "Everywhere", "Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"})
+
+
+def _function_wildcard_write(sam: dict[str, Any]) -> None:
+    policies = _resources(sam)["WatchdogFunction"]["Properties"]["Policies"]
+    policies.append({"Statement": [{"Sid": "AnyTable", "Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]})
+
+
+def _records_never_expire(sam: dict[str, Any]) -> None:
+    del _resources(sam)["JobsTable"]["Properties"]["TimeToLiveSpecification"]
+
+
 @pytest.mark.parametrize(
     "breakage, reported",
     [
@@ -99,6 +136,14 @@ def _renamed_index(sam: dict[str, Any]) -> None:
         (_unknown_detail_type, "detail-type 'Job Exploded' is not a Spotter event"),
         (_missing_handler, "lambdas.launcher has no function no_such_function"),
         (_renamed_index, "global secondary index 'by-channel'"),
+        (_two_hops, "HttpPutResponseHopLimit is 2, must be 1"),
+        (_plain_volume, "an EBS volume is not Encrypted"),
+        (_public_bucket, "ArtifactsBucket: PublicAccessBlockConfiguration.BlockPublicPolicy is not true"),
+        (_unversioned_bucket, "ArtifactsBucket: versioning is not Enabled"),
+        (_plain_http_allowed, "no bucket policy denies requests without TLS"),
+        (_wildcard_write, 'Everywhere allows s3:PutObject on Resource "*"'),
+        (_function_wildcard_write, 'AnyTable allows dynamodb:* on Resource "*"'),
+        (_records_never_expire, "TimeToLiveSpecification must enable 'expires_at'"),
     ],
 )
 def test_each_broken_invariant_is_reported(
@@ -125,3 +170,38 @@ def test_a_job_end_slack_refused_for_now_is_delivered_again_and_one_that_never_g
     # A Job Changed the rule could not deliver at all is kept too.
     rule = cfn["NotifierFunctionJobChanges"]["Properties"]["Targets"][0]
     assert rule["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["NotifierDeadLetterQueue", "Arn"]}
+
+
+CHECKOV = ROOT / ".venv" / "checkov" / "bin" / "checkov"
+
+
+def _checkov(template: Path) -> dict[str, Any]:
+    assert CHECKOV.exists(), "checkov has its own virtualenv, which `make test` and `make check` create"
+    done = subprocess.run(
+        # --skip-download: nothing fetched from Prisma Cloud (the checks are all in the package)
+        [str(CHECKOV), "-f", str(template), "--framework", "cloudformation", "-o", "json", "--skip-download"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def test_checkov_finds_no_failure_and_each_skip_says_why_at_its_resource() -> None:
+    report = _checkov(TEMPLATE)
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert report["summary"]["parsing_errors"] == 0 and not failed, failed
+    reasons = {
+        (c["check_id"], c["resource"]): c["check_result"]["suppress_comment"].strip()
+        for c in report["results"]["skipped_checks"]
+    }
+    vague = {skip: why for skip, why in reasons.items() if len(why.split()) < 12}
+    assert not vague, f"a skip needs a specific reason at the resource: {vague}"
+
+
+def test_checkov_catches_a_bucket_made_public(tmp_path: Path) -> None:
+    copy = tmp_path / "template.yaml"
+    copy.write_text(TEMPLATE.read_text().replace("BlockPublicPolicy: true", "BlockPublicPolicy: false"))
+    failed = {c["check_id"] for c in _checkov(copy)["results"]["failed_checks"]}
+    assert "CKV_AWS_54" in failed

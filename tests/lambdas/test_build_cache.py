@@ -11,6 +11,7 @@ import pytest
 
 from infra.local.invoke import LambdaContext
 from lambdas import build_cache
+from spotter import layout
 from spotter.events import Artifact, JobBuildReady, UnknownEvent
 from spotter.store import JobsStore
 from tests.spotter.helpers import make_spec, table_definition
@@ -37,7 +38,9 @@ class Stack:
         """What ensure_build leaves under the job's prefix; returns the artifact its event names."""
         key = key or JobBuildReady.upload_object_key(job_id, "ultralytics", KEY)
         digest = sha256 or hashlib.sha256(body).hexdigest()
-        self.s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata={"sha256": digest})
+        self.s3.put_object(
+            Bucket=BUCKET, Key=key, Body=body, Metadata={"sha256": digest}, Tagging=layout.kind_tagging("build-offer")
+        )
         return Artifact(name="build", key=key, sha256=digest, size=len(body))
 
     def cached(self) -> tuple[bytes, dict[str, str]]:
@@ -81,6 +84,13 @@ def test_a_jobs_build_is_promoted_with_its_sha256_and_builder(stack: Stack, caps
     body, metadata = stack.cached()
     assert body == BUILD
     assert metadata == {"sha256": hashlib.sha256(BUILD).hexdigest(), "built-by": job, "built-attempt": "2"}
+    # The offer expires with the job's short-lived objects; the cache's copy does not.
+    cache_key = JobBuildReady.cache_object_key("ultralytics", KEY)
+    assert stack.s3.get_object_tagging(Bucket=BUCKET, Key=cache_key)["TagSet"] == []
+    offer = JobBuildReady.upload_object_key(job, "ultralytics", KEY)
+    assert stack.s3.get_object_tagging(Bucket=BUCKET, Key=offer)["TagSet"] == [
+        {"Key": "spotter:kind", "Value": "build-offer"}
+    ]
     [emf] = _metrics(capsys.readouterr().out)
     assert emf["BuildsPromoted"] == [1.0]
 

@@ -291,6 +291,28 @@ def test_a_spot_warning_is_said_in_the_thread_and_an_unknown_instance_is_ignored
     assert handler.handle(_state_change(stranger, "terminated", age=300)) == "ignored"
 
 
+def test_a_rebalance_recommendation_is_said_once_per_attempt(world: World) -> None:
+    spec = make_spec(seed="rebalance")
+    world.store.create(spec, trigger="rebalance")
+    world.store.mark_launching(spec.job_id, 1)
+    iid = _tagged_instance(world, spec.job_id)
+    world.recorder.record(JobLaunched(job_id=spec.job_id, instance_id=iid, instance_type="g4dn.xlarge", market="spot"))
+    world.control_events()
+    handler = Ec2Events(world.settings, world.store, Bus(BUS), world.ec2)
+    recommendation = Ec2Event.model_validate(
+        {
+            "detail-type": "EC2 Instance Rebalance Recommendation",
+            "source": "aws.ec2",
+            "detail": {"instance-id": iid},
+        }
+    )
+    assert handler.handle(recommendation) == "warned"
+    (changed,) = _changed(world.control_events())
+    assert "elevated risk" in changed["note"] and iid in changed["note"] and "checkpoint" in changed["note"]
+    assert handler.handle(recommendation) == "ignored", "EventBridge delivered it again"
+    assert not _changed(world.control_events())
+
+
 def test_a_scheduled_run_that_finishes_is_promoted_with_its_final_scores(world: World) -> None:
     job = world.running("sched")
     world.store.db.update_item(  # a run a schedule started (test set-up: the spec is the scheduled-run function's)

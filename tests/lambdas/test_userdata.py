@@ -1,7 +1,8 @@
 """The user data: what the rendered script holds, what it refuses, and a real run against moto.
 
 The run uses a temporary SPOTTER_HOME and puts a `shutdown` shim first on PATH that only records its
-arguments, as the local stack's host runner does: the real `shutdown` is never reached.
+arguments, as the local stack's host runner does: the real `shutdown` is never reached. Its `python3` records how
+it was called; the image's framework Python is SPOTTER_FRAMEWORK_PYTHON (none, unless a test gives one).
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def test_the_script_is_valid_bash(tmp_path: Path) -> None:
 def test_the_dead_man_switch_comes_before_anything_else() -> None:
     commands = [line for line in _render(max_minutes=90).splitlines() if line.strip() and not line.startswith("#")]
     assert commands[:2] == ["set -Eeuo pipefail", "shutdown -h +90"]
+
+
+def test_the_recipes_python_is_the_dlamis_pytorch_environment_when_the_image_has_one() -> None:
+    script = _render()
+    assert 'FRAMEWORK_PYTHON="${SPOTTER_FRAMEWORK_PYTHON:-/opt/pytorch/bin/python}"' in script.splitlines()
+    assert '--python "$FRAMEWORK_PYTHON"' in script
 
 
 def test_values_are_quoted_and_nothing_secret_goes_in() -> None:
@@ -100,6 +107,7 @@ class Host:
     stack: Stack
     home: Path
     shutdown_record: Path
+    python_record: Path
     env: dict[str, str]
 
     def run(self, script: str) -> subprocess.CompletedProcess[str]:
@@ -119,6 +127,12 @@ class Host:
         return self.shutdown_record.read_text().splitlines() if self.shutdown_record.exists() else []
 
     @property
+    def agent_runs(self) -> list[str]:
+        """The arguments of each `python3` call that ran the agent package."""
+        calls = self.python_record.read_text().splitlines() if self.python_record.exists() else []
+        return [c for c in calls if "spotter-agent.pyz run " in c]
+
+    @property
     def log(self) -> str:
         return (self.home / "bootstrap.log").read_text()
 
@@ -128,9 +142,10 @@ def host(aws: str, tmp_path: Path) -> Host:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     record = tmp_path / "shutdown.args"
+    python_record = tmp_path / "python3.args"
     shims = {
         "shutdown": f'#!/bin/sh\necho "$*" >> "{record}"\n',
-        "python3": f'#!/bin/sh\nexec "{sys.executable}" "$@"\n',
+        "python3": f'#!/bin/sh\necho "$*" >> "{python_record}"\nexec "{sys.executable}" "$@"\n',
     }
     for name, text in shims.items():
         (bin_dir / name).write_text(text)
@@ -143,8 +158,10 @@ def host(aws: str, tmp_path: Path) -> Host:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_EC2_METADATA_DISABLED": "true",
+        # Not /opt/pytorch/bin/python: whatever this machine has there, the image here has no framework Python.
+        "SPOTTER_FRAMEWORK_PYTHON": str(tmp_path / "no-framework" / "python"),
     }
-    return Host(make_stack(), tmp_path / "spotter", record, env)
+    return Host(make_stack(), tmp_path / "spotter", record, python_record, env)
 
 
 def _publish_spec(stack: Stack, job_id: str) -> str:
@@ -173,6 +190,26 @@ def test_a_real_run_arms_the_switch_verifies_the_package_and_starts_the_agent(ho
     # The agent's failure is the agent's to report (without a spec it has no bus): the bootstrap stays quiet.
     assert "Bootstrap failed" not in log
     assert host.stack.bus_events(wait=0) == []
+    # No framework Python in this image: the recipes run with python3, and the log says so.
+    assert f"framework python: no {host.env['SPOTTER_FRAMEWORK_PYTHON']} in this image, using python3" in log
+    [agent_run] = host.agent_runs
+    assert agent_run.endswith(f"--python {host.home.parent / 'bin' / 'python3'}")
+
+
+def test_the_agent_runs_the_recipes_with_the_images_framework_python(host: Host) -> None:
+    sha = publish_agent(BUCKET, AGENT_KEY, host.stack.s3)
+    framework = host.home.parent / "pytorch" / "bin" / "python"
+    framework.parent.mkdir(parents=True)
+    framework.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    framework.chmod(0o755)
+    host.env["SPOTTER_FRAMEWORK_PYTHON"] = str(framework)
+
+    done = host.run(_render(agent_sha256=sha, spec_uri=f"s3://{BUCKET}/jobs/{JOB}/missing.json"))
+
+    assert done.returncode == 0, done.stderr
+    assert f"framework python: {framework}, the image's" in host.log
+    [agent_run] = host.agent_runs
+    assert agent_run.endswith(f"--python {framework}")
 
 
 def test_a_tampered_package_is_reported_and_the_box_powers_off(host: Host) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from spotter.board import JobRow
 from spotter.events import JobLaunched, JobMetric, JobProgress
 from spotter.spec import build_spec
 from spotter.status import JobStatus
-from spotter.store import DuplicateJob, Failure, JobRecord, JobsStore
+from spotter.store import DuplicateJob, Failure, JobRecord, JobsStore, StoreError
 from tests.spotter.helpers import force_status, make_spec
 
 
@@ -295,3 +296,24 @@ def test_a_part_held_by_a_delivery_that_died_is_taken_over_after_its_lease(store
     assert claim is not None and claim.claimed_at == 1060.0 and not claim.done
     assert store.announcement_shown(job, "chart", taken)
     assert store.get(job).announced_part("chart")
+
+
+def test_an_ended_job_gets_its_expiry_and_a_running_one_none(store: JobsStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = _running(store, "ttl")
+
+    def expires() -> int | None:
+        item = store.db.get_item(TableName=store.table, Key={"job_id": {"S": job}})["Item"]
+        return int(item["expires_at"]["N"]) if "expires_at" in item else None
+
+    assert expires() is None, "a job still going never expires"
+    store.mark_failed(job, Failure(phase="train", kind="exit", message="boom"), attempt=1)
+    days = store.record_days
+    assert days == 400
+    assert abs(expires() - (time.time() + days * 86400)) < 60  # type: ignore[operator]
+
+    monkeypatch.setenv("SPOTTER_JOB_RECORD_DAYS", "30")
+    assert JobsStore(store.table).record_days == 30
+    for bad in ("0", "soon"):
+        monkeypatch.setenv("SPOTTER_JOB_RECORD_DAYS", bad)
+        with pytest.raises(StoreError, match="SPOTTER_JOB_RECORD_DAYS"):
+            JobsStore(store.table)
