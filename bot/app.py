@@ -196,7 +196,7 @@ class Jobs:
 
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
-        self.store = JobsStore(settings.jobs_table)
+        self.store = JobsStore(settings.jobs_table, record_days=settings.job_record_days)
         self.bus = Bus(settings.bus_name)
         self.starter = Starter(settings, self.store, self.bus)
         self.groups = GroupMembers()

@@ -93,7 +93,7 @@ class Notifier:
     def __init__(self, settings: BotSettings, client: WebClient, store: JobsStore | None = None) -> None:
         self.settings = settings
         self.client = client
-        self.store = store or JobsStore(settings.jobs_table)
+        self.store = store or JobsStore(settings.jobs_table, record_days=settings.job_record_days)
         self.interval = settings.card_interval_seconds
 
     @classmethod

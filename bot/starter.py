@@ -46,7 +46,7 @@ class StartFailed(Exception):
 class Starter:
     def __init__(self, settings: BotSettings, store: JobsStore | None = None, bus: Bus | None = None) -> None:
         self.settings = settings
-        self.store = store or JobsStore(settings.jobs_table)
+        self.store = store or JobsStore(settings.jobs_table, record_days=settings.job_record_days)
         self.bus = bus or Bus(settings.bus_name)
 
     def start(

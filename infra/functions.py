@@ -30,8 +30,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from samtranslator.yaml_helper import yaml_parse
 
-from infra.package import _files
-from infra.sam import _placeholder
+from infra.package import package_files
+from infra.sam import placeholder
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
@@ -153,7 +153,7 @@ def write_lock(pyproject: Path = PYPROJECT, lock: Path = LOCK) -> None:
 def _sources(root: Path) -> Iterator[tuple[str, Path]]:
     """(path in the artifact, file) for every shipped file of the control-plane packages."""
     for package in PACKAGES:
-        for name, path in _files(package):
+        for name, path in package_files(package):
             if not path.is_relative_to(root):
                 raise BuildError(f"{package} imports from {path.parent}, not from the checkout at {root}")
             yield name, path
@@ -273,7 +273,7 @@ def verify(build_dir: Path, python: str | None = None, out: Any = sys.stdout) ->
             **((globals_.get("Environment") or {}).get("Variables") or {}),
             **((props.get("Environment") or {}).get("Variables") or {}),
         }
-        env = {k: _placeholder(v, k) for k, v in variables.items()}
+        env = {k: placeholder(v, k) for k, v in variables.items()}
         env |= {"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "PATH": os.environ.get("PATH", "")}
         with tempfile.TemporaryDirectory() as cwd:
             done = subprocess.run(

@@ -36,7 +36,7 @@ runpy.run_module("agent", run_name="__main__", alter_sys=True)
 """
 
 
-def _files(package: str) -> Iterator[tuple[str, Path]]:
+def package_files(package: str) -> Iterator[tuple[str, Path]]:
     """(name in the archive, file on disk) for every shipped file of an importable package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -61,7 +61,7 @@ def _entry(name: str) -> zipfile.ZipInfo:
 
 def build_agent(out_dir: Path) -> tuple[Path, str]:
     """Write `spotter-agent.pyz` into `out_dir`; returns its path and sha256."""
-    entries = {name: path.read_bytes() for package in PACKAGES for name, path in _files(package)}
+    entries = {name: path.read_bytes() for package in PACKAGES for name, path in package_files(package)}
     entries["__main__.py"] = MAIN
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / FILENAME

@@ -159,7 +159,8 @@ def check_jobs_ttl(cfn: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _placeholder(value: Any, name: str) -> str:
+def placeholder(value: Any, name: str) -> str:
+    """An environment value as a handler sees it at import: an intrinsic (a Ref, a GetAtt) stands in as a name."""
     return value if isinstance(value, str) else f"placeholder-{name.lower()}"
 
 
@@ -167,7 +168,7 @@ def _placeholder(value: Any, name: str) -> str:
 def _lambda_environment(variables: dict[str, Any]) -> Iterator[None]:
     """The environment the function's module sees at cold start (intrinsics as placeholders)."""
     saved = dict(os.environ)
-    os.environ.update({k: _placeholder(v, k) for k, v in variables.items()})
+    os.environ.update({k: placeholder(v, k) for k, v in variables.items()})
     os.environ.setdefault("AWS_REGION", PARAMETERS["AWS::Region"])
     try:
         yield

@@ -27,7 +27,7 @@ from spotter.aws import client
 from spotter.config import ControlSettings
 from spotter.events import Bus
 from spotter.lifecycle import Outcome
-from spotter.store import JobsStore
+from spotter.store import JobRecord, JobsStore
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Spotter"))
@@ -78,7 +78,7 @@ class Ec2Events:
 
     @classmethod
     def from_settings(cls, settings: ControlSettings) -> Ec2Events:
-        store, bus = JobsStore(settings.jobs_table), Bus(settings.bus_name)
+        store, bus = JobsStore(settings.jobs_table, record_days=settings.job_record_days), Bus(settings.bus_name)
         return cls(settings, store, bus, client("ec2", settings.region), client("s3", settings.region))
 
     def job_of(self, instance_id: str) -> str | None:
@@ -92,6 +92,14 @@ class Ec2Events:
             raise
         return str(found[0]["Value"]) if found else None
 
+    def _running_on(self, job_id: str, instance_id: str) -> JobRecord | None:
+        """The job, if it is still going and its current attempt runs on this instance (a notice is for it)."""
+        rec = self.store.find(job_id)
+        att = rec.current_attempt if rec else None
+        if rec is None or rec.status.is_terminal() or att is None or att.instance_id != instance_id:
+            return None
+        return rec
+
     def handle(self, ev: Ec2Event) -> Result:
         job_id = self.job_of(ev.instance_id)
         if job_id is None:
@@ -99,9 +107,8 @@ class Ec2Events:
         logger.append_keys(job_id=job_id, instance_id=ev.instance_id)
         recovery = Recovery(self.settings, self.store, self.bus, self.s3)
         if ev.detail_type == SPOT_WARNING:
-            rec = self.store.find(job_id)
-            att = rec.current_attempt if rec else None
-            if rec is None or rec.status.is_terminal() or att is None or att.instance_id != ev.instance_id:
+            rec = self._running_on(job_id, ev.instance_id)
+            if rec is None:
                 return "ignored"
             action = ev.detail.get("instance-action", "terminate")
             note = (
@@ -111,9 +118,8 @@ class Ec2Events:
             lifecycle.announce(self.bus, Outcome(rec, note=note), "Spot Interruption Warning")
             return "warned"
         if ev.detail_type == REBALANCE:
-            rec = self.store.find(job_id)
-            att = rec.current_attempt if rec else None
-            if rec is None or rec.status.is_terminal() or att is None or att.instance_id != ev.instance_id:
+            rec = self._running_on(job_id, ev.instance_id)
+            if rec is None:
                 return "ignored"
             if not self.store.claim_instance_notice(job_id, rec.attempt, "rebalance"):
                 return "ignored"  # a redelivery: the thread has heard it

@@ -392,7 +392,7 @@ class Launcher:
     def from_settings(cls, settings: LauncherSettings) -> Launcher:
         return cls(
             settings,
-            JobsStore(settings.jobs_table),
+            JobsStore(settings.jobs_table, record_days=settings.job_record_days),
             Bus(settings.bus_name),
             client("ec2", settings.region),
             client("s3", settings.region),

@@ -46,7 +46,11 @@ class Promoter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Promoter:
-        return cls(JobsStore(settings.jobs_table), client("s3", settings.region), settings.bucket)
+        return cls(
+            JobsStore(settings.jobs_table, record_days=settings.job_record_days),
+            client("s3", settings.region),
+            settings.bucket,
+        )
 
     def promote(self, ready: JobBuildReady) -> Outcome:
         """Copy the job's build to its cache key unless a good build is there already, or refuse and say why."""

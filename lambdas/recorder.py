@@ -72,7 +72,7 @@ class Recorder:
 
     @classmethod
     def from_settings(cls, settings: ControlSettings) -> Recorder:
-        store, bus = JobsStore(settings.jobs_table), Bus(settings.bus_name)
+        store, bus = JobsStore(settings.jobs_table, record_days=settings.job_record_days), Bus(settings.bus_name)
         return cls(settings, store, bus, client("s3", settings.region))
 
     def record(self, ev: JobEvent) -> Outcome:

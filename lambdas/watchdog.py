@@ -255,7 +255,7 @@ class Watchdog:
 
     @classmethod
     def from_settings(cls, settings: ControlSettings) -> Watchdog:
-        store, bus = JobsStore(settings.jobs_table), Bus(settings.bus_name)
+        store, bus = JobsStore(settings.jobs_table, record_days=settings.job_record_days), Bus(settings.bus_name)
         return cls(settings, store, bus, client("ec2", settings.region), client("s3", settings.region))
 
     def instances(self) -> list[Instance]:

@@ -28,6 +28,8 @@ class Settings(BaseModel):
     # Caps (template parameters): a request over one gets a clear message and no instance.
     max_concurrent_instances: int = Field(4, ge=0)
     max_daily_spend_usd: float = Field(100.0, ge=0)
+    # Days DynamoDB keeps a job's record after its end (the template's JobRecordDays, the table's TTL).
+    job_record_days: int = Field(400, ge=1)
 
     @classmethod
     def from_env(cls: type[T], environ: dict[str, str] | None = None) -> T:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -41,8 +40,8 @@ ANNOUNCEMENT_ATTRIBUTES: dict[str, str] = {
     "chart": "announced_chart",
     "card": "announced_card",
 }
-# DynamoDB deletes a job's record this long after it ended (its TTL attribute, `expires_at`, in epoch seconds);
-# SPOTTER_JOB_RECORD_DAYS (the template's JobRecordDays) sets it.
+# DynamoDB deletes a job's record `record_days` after it ended (its TTL attribute, in epoch seconds; the settings'
+# job_record_days, the template's JobRecordDays).
 EXPIRES_ATTRIBUTE = "expires_at"
 DEFAULT_RECORD_DAYS = 400
 # A part held longer than this was held by a delivery that died (the notifier's timeout is 30 s): it is taken over.
@@ -322,22 +321,11 @@ class _Expr:
         }
 
 
-def _record_days() -> int:
-    raw = os.environ.get("SPOTTER_JOB_RECORD_DAYS", "")
-    try:
-        days = int(raw) if raw else DEFAULT_RECORD_DAYS
-    except ValueError as e:
-        raise StoreError(f"SPOTTER_JOB_RECORD_DAYS is {raw!r}: a whole number of days is needed") from e
-    if days < 1:
-        raise StoreError(f"SPOTTER_JOB_RECORD_DAYS is {days}: records must be kept a day at least")
-    return days
-
-
 class JobsStore:
-    def __init__(self, table_name: str, dynamodb_client: Any = None, *, record_days: int | None = None) -> None:
+    def __init__(self, table_name: str, dynamodb_client: Any = None, *, record_days: int = DEFAULT_RECORD_DAYS) -> None:
         self.table = table_name
         self._client = dynamodb_client
-        self.record_days = record_days if record_days is not None else _record_days()
+        self.record_days = record_days
 
     @property
     def db(self) -> Any:

@@ -270,14 +270,19 @@ def test_an_instance_gone_after_its_agent_ended_the_attempt_is_not_vanished_its_
     assert len(done.attempts) == 1
 
 
-def test_a_spot_warning_is_said_in_the_thread_and_an_unknown_instance_is_ignored(world: World) -> None:
-    spec = make_spec(seed="warn")
-    world.store.create(spec, trigger="warn")
+def _on_a_spot_instance(world: World, seed: str) -> tuple[str, Ec2Events]:
+    """A job launched on a tagged spot instance (its events drained); the instance id and the EC2 events handler."""
+    spec = make_spec(seed=seed)
+    world.store.create(spec, trigger=seed)
     world.store.mark_launching(spec.job_id, 1)
     iid = _tagged_instance(world, spec.job_id)
     world.recorder.record(JobLaunched(job_id=spec.job_id, instance_id=iid, instance_type="g4dn.xlarge", market="spot"))
     world.control_events()
-    handler = Ec2Events(world.settings, world.store, Bus(BUS), world.ec2)
+    return iid, Ec2Events(world.settings, world.store, Bus(BUS), world.ec2)
+
+
+def test_a_spot_warning_is_said_in_the_thread_and_an_unknown_instance_is_ignored(world: World) -> None:
+    iid, handler = _on_a_spot_instance(world, "warn")
     warning = {
         "detail-type": "EC2 Spot Instance Interruption Warning",
         "source": "aws.ec2",
@@ -292,13 +297,7 @@ def test_a_spot_warning_is_said_in_the_thread_and_an_unknown_instance_is_ignored
 
 
 def test_a_rebalance_recommendation_is_said_once_per_attempt(world: World) -> None:
-    spec = make_spec(seed="rebalance")
-    world.store.create(spec, trigger="rebalance")
-    world.store.mark_launching(spec.job_id, 1)
-    iid = _tagged_instance(world, spec.job_id)
-    world.recorder.record(JobLaunched(job_id=spec.job_id, instance_id=iid, instance_type="g4dn.xlarge", market="spot"))
-    world.control_events()
-    handler = Ec2Events(world.settings, world.store, Bus(BUS), world.ec2)
+    iid, handler = _on_a_spot_instance(world, "rebalance")
     recommendation = Ec2Event.model_validate(
         {
             "detail-type": "EC2 Instance Rebalance Recommendation",

@@ -9,10 +9,11 @@ import pytest
 
 from spotter import board
 from spotter.board import JobRow
+from spotter.config import ConfigError, Settings
 from spotter.events import JobLaunched, JobMetric, JobProgress
 from spotter.spec import build_spec
 from spotter.status import JobStatus
-from spotter.store import DuplicateJob, Failure, JobRecord, JobsStore, StoreError
+from spotter.store import DuplicateJob, Failure, JobRecord, JobsStore
 from tests.spotter.helpers import force_status, make_spec
 
 
@@ -298,7 +299,7 @@ def test_a_part_held_by_a_delivery_that_died_is_taken_over_after_its_lease(store
     assert store.get(job).announced_part("chart")
 
 
-def test_an_ended_job_gets_its_expiry_and_a_running_one_none(store: JobsStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_ended_job_gets_its_expiry_and_a_running_one_none(store: JobsStore) -> None:
     job = _running(store, "ttl")
 
     def expires() -> int | None:
@@ -311,9 +312,8 @@ def test_an_ended_job_gets_its_expiry_and_a_running_one_none(store: JobsStore, m
     assert days == 400
     assert abs(expires() - (time.time() + days * 86400)) < 60  # type: ignore[operator]
 
-    monkeypatch.setenv("SPOTTER_JOB_RECORD_DAYS", "30")
-    assert JobsStore(store.table).record_days == 30
+    env = {"SPOTTER_JOBS_TABLE": "jobs", "SPOTTER_BUCKET": "b", "SPOTTER_BUS_NAME": "bus"}
+    assert Settings.from_env({**env, "SPOTTER_JOB_RECORD_DAYS": "30"}).job_record_days == 30
     for bad in ("0", "soon"):
-        monkeypatch.setenv("SPOTTER_JOB_RECORD_DAYS", bad)
-        with pytest.raises(StoreError, match="SPOTTER_JOB_RECORD_DAYS"):
-            JobsStore(store.table)
+        with pytest.raises(ConfigError, match="job_record_days"):
+            Settings.from_env({**env, "SPOTTER_JOB_RECORD_DAYS": bad})
