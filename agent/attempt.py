@@ -266,7 +266,7 @@ class Attempt:
                 build,
                 s3=self.s3,
                 bucket=self.run.bucket,
-                job_id=self.run.spec.job_id,
+                outputs=self.uploader.outputs,
                 attempt=self.run.attempt,
                 image_id=machine.image_id or UNKNOWN_IMAGE,
                 gpu_arch=machine.gpu_arch or NO_GPU_ARCH,

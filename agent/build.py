@@ -80,13 +80,13 @@ def ensure_build(
     *,
     s3: Any,
     bucket: str,
-    job_id: str,
+    outputs: layout.Outputs,
     attempt: int,
     image_id: str,
     gpu_arch: str,
     run: Callable[[Step], bool],
 ) -> BuildOutcome:
-    """Check out the source, then restore its build from the cache or build it and upload the result under the job.
+    """Check out the source, then restore its build from the cache or build it and upload the result with the attempt's outputs.
 
     `run` runs a step in the build phase (its output goes to the build log) and says whether it succeeded.
     """
@@ -101,7 +101,7 @@ def ensure_build(
     missing = _missing_outputs(step)
     if missing:
         raise BuildFailed(f"the {step.recipe} build finished without {', '.join(missing)}")
-    artifact = _store(step, s3, bucket, job_id, attempt, key)
+    artifact = _store(step, s3, bucket, outputs, attempt, key)
     return BuildOutcome(key=key, cached=False, artifact=artifact)
 
 
@@ -249,15 +249,15 @@ def pack(root: Path, outputs: Sequence[str], archive: Path) -> None:
             tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False, filter=anonymous)
 
 
-def _store(step: BuildStep, s3: Any, bucket: str, job_id: str, attempt: int, key: str) -> Artifact | None:
-    """Upload the build under the job's prefix for the cache function to promote; a failed upload costs only
+def _store(step: BuildStep, s3: Any, bucket: str, outputs: layout.Outputs, attempt: int, key: str) -> Artifact | None:
+    """Upload the build with the attempt's outputs for the cache function to promote; a failed upload costs only
     the next job a rebuild, so it is logged, not raised."""
-    object_key = layout.job_build(job_id, step.recipe, key)
+    object_key = outputs.build(step.recipe, key)
     with tempfile.TemporaryDirectory(prefix=".build-cache-", dir=step.source.dir.parent) as tmp:
         archive = Path(tmp) / "build.tar.gz"
         pack(step.source.dir, step.outputs, archive)
         sha256, size = sha256_of(archive)
-        metadata = {"sha256": sha256, "job": job_id, "attempt": str(attempt)}
+        metadata = {"sha256": sha256, "job": outputs.job_id, "attempt": str(attempt)}
         try:
             s3.upload_file(
                 str(archive),

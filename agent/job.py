@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from agent import image, recipes
 from agent.attempt import (
     MESSAGE_MAX,
@@ -34,7 +36,7 @@ from agent.attempt import (
 )
 from agent.checkpoints import CheckpointSync, Synced
 from agent.emitter import Emitter, EventSink
-from agent.imds import Imds
+from agent.imds import Imds, ImdsError
 from agent.plan import Plan
 from agent.recipes import Recipe, RecipeError
 from agent.reporter import Reporter
@@ -42,7 +44,7 @@ from agent.runner import KILL_GRACE_SECONDS, Terminated
 from agent.uploader import Uploader
 from agent.watcher import IMDS_TIMEOUT_SECONDS, SpotWatcher, read_control
 from spotter import layout
-from spotter.aws import client
+from spotter.aws import client, instance_arn
 from spotter.events import Bus, JobCancelled, JobError, JobEvent, JobFinished, JobInterrupted, to_eventbridge
 from spotter.spec import RunSpec
 
@@ -101,6 +103,7 @@ class JobRun:
         s3: Any,
         emitter: Emitter,
         imds: Imds,
+        outputs: layout.Outputs,
         poweroff: Callable[[], None],
         clock: Callable[[], float],
         python: str,
@@ -117,7 +120,8 @@ class JobRun:
         self.python = python
         self.started = started
         self.reporter = Reporter(emitter, self.job_id, run.attempt, clock=clock)
-        self.uploader = Uploader(s3, run.bucket, self.job_id, run.attempt)
+        self.outputs = outputs
+        self.uploader = Uploader(s3, run.bucket, outputs, run.attempt)
         self.attempt = Attempt(
             run,
             workdir,
@@ -339,7 +343,7 @@ class JobRun:
         try:
             self.s3.put_object(
                 Bucket=self.run.bucket,
-                Key=layout.attempt_end(self.job_id, self.run.attempt),
+                Key=self.outputs.attempt_end(self.run.attempt),
                 Body=json.dumps(to_eventbridge(stamped)).encode(),
                 ContentType="application/json",
             )
@@ -417,12 +421,33 @@ def run_job(
             return 1
         s3 = s3 or client("s3", run.region)
         emitter = Emitter(bus or Bus(run.bus_name, client("events", run.region))).start()
+        imds = imds or Imds()
+        try:
+            outputs = layout.Outputs(job_id, instance_arn(run.region, imds.instance_id()))
+        except (ImdsError, ClientError, BotoCoreError, ValueError) as e:
+            # The instance role writes only below the instance's own ARN: without it nothing could be kept.
+            log.error("cannot tell which instance this is: %s", e)
+            emitter.offer(
+                JobError(
+                    job_id=job_id,
+                    attempt=run.attempt,
+                    phase="install",
+                    kind="launch",
+                    message=f"this machine could not say which EC2 instance it is ({e}): the agent keeps the job's "
+                    "outputs under the instance's ARN, from its instance metadata (IMDSv2) and STS",
+                )
+            )
+            if not emitter.close(FLUSH_TIMEOUT_SECONDS):
+                log.error("powering off with events the bus never got")
+            poweroff()
+            return 1
         job = JobRun(
             run,
             workdir,
             s3=s3,
             emitter=emitter,
-            imds=imds or Imds(),
+            imds=imds,
+            outputs=outputs,
             poweroff=poweroff,
             clock=clock,
             python=python,

@@ -1,4 +1,4 @@
-"""Uploads a job's artifacts, checkpoints and logs under its S3 prefix, each weights file with its sha256 as object
+"""Uploads an attempt's artifacts, checkpoints and logs below its instance's outputs prefix, each weights file with its sha256 as object
 metadata; the keys come from spotter.layout.
 
 boto3's managed transfer does the work (multipart above the threshold, parts in parallel); retries
@@ -21,11 +21,11 @@ TRANSFER_CONFIG = TransferConfig(multipart_threshold=64 * MIB, multipart_chunksi
 
 class Uploader:
     def __init__(
-        self, s3: Any, bucket: str, job_id: str, attempt: int, *, config: TransferConfig = TRANSFER_CONFIG
+        self, s3: Any, bucket: str, outputs: layout.Outputs, attempt: int, *, config: TransferConfig = TRANSFER_CONFIG
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
-        self.job_id = job_id
+        self.outputs = outputs
         self.attempt = attempt
         self.config = config
 
@@ -40,15 +40,15 @@ class Uploader:
 
     def upload_artifact(self, name: str, path: Path) -> Artifact:
         """Upload `path` as artifact `name` (key `…/artifacts/<name><suffix>`), sha256 in its metadata."""
-        return self.upload_verified(name, path, layout.artifact(self.job_id, name, path.suffix))
+        return self.upload_verified(name, path, self.outputs.artifact(name, path.suffix))
 
     def upload_checkpoint(self, path: Path, suffix: str) -> Artifact:
         """Upload `path` as the job's latest checkpoint (what the next attempt resumes from)."""
-        return self.upload_verified("checkpoint", path, layout.checkpoint(self.job_id, suffix), kind="checkpoint")
+        return self.upload_verified("checkpoint", path, self.outputs.checkpoint(suffix), kind="checkpoint")
 
     def upload_log(self, phase: str, path: Path) -> str:
         """Upload a phase's whole log so far (again at each call: a later upload replaces the earlier one)."""
-        key = layout.log(self.job_id, self.attempt, phase)
+        key = self.outputs.log(self.attempt, phase)
         self.s3.upload_file(
             str(path),
             self.bucket,

@@ -112,8 +112,11 @@ def _percentile(values: list[float], q: float) -> float:
 class _Agent:
     """The events one attempt's agent would put on the bus, each applied as the recorder applies it."""
 
-    def __init__(self, store: Any, job_id: str, attempt: int, rng: random.Random) -> None:
+    def __init__(self, store: Any, job_id: str, attempt: int, rng: random.Random, instance_id: str) -> None:
+        from spotter import layout
+
         self.store, self.job_id, self.attempt, self.rng = store, job_id, attempt, rng
+        self.outputs = layout.Outputs(job_id, layout.instance_arn("aws", "us-east-1", "123456789012", instance_id))
         self.seq = 0
 
     def send(self, cls: type, **fields: Any) -> Any:
@@ -147,7 +150,6 @@ def _steps(start: int, stop: int, per_step: int) -> list[int]:
 
 def _train(agent: _Agent, life: Life, unit: str, start: int, stop: int, rng: random.Random) -> None:
     """Epochs (or iterations, evaluated every 1,000) `start`..`stop`: progress with the loss, metrics, checkpoints."""
-    from spotter import layout
     from spotter.events import JobCheckpoint, JobMetric, JobProgress
 
     per_step = 100 if unit == "iteration" else 1  # iterations advance in hundreds
@@ -169,7 +171,7 @@ def _train(agent: _Agent, life: Life, unit: str, start: int, stop: int, rng: ran
             recall=round(map50 * 0.9, 4),
         )
         if n % 5 == 4 or current == stop:
-            key = layout.checkpoint(agent.job_id, ".pt")
+            key = agent.outputs.checkpoint(".pt")
             agent.send(JobCheckpoint, artifact=_artifact(key, rng, 6_200_000), current=current)
 
 
@@ -195,7 +197,7 @@ def _real_history_lengths(life: Life, unit: str) -> tuple[int, int]:
 
 def _live(store: Any, life: Life, n: int, rng: random.Random) -> tuple[str, float]:
     """Run one model job through the product's writes; returns its id and the seconds its life would take."""
-    from spotter import layout, spec
+    from spotter import spec
     from spotter.events import (
         FinalMetrics,
         JobCancelled,
@@ -228,7 +230,7 @@ def _live(store: Any, life: Life, n: int, rng: random.Random) -> tuple[str, floa
     instance = f"i-{rng.randbytes(8).hex()[:17]}"
 
     def launched(attempt: int, resumed_from: int | None = None) -> _Agent:
-        agent = _Agent(store, job_id, attempt, rng)
+        agent = _Agent(store, job_id, attempt, rng, instance)
         agent.send(
             JobLaunched,
             instance_id=instance,
@@ -263,7 +265,7 @@ def _live(store: Any, life: Life, n: int, rng: random.Random) -> tuple[str, floa
     if life.fate == "running":
         return job_id, seconds
     if life.fate in ("interrupted", "resumed"):
-        key = layout.checkpoint(job_id, ".pt")
+        key = agent.outputs.checkpoint(".pt")
         agent.send(JobInterrupted, notice_at=time.time(), checkpoint=_artifact(key, rng, 6_200_000), current=reached)
         if life.fate == "interrupted":
             store.set_relaunch_at(job_id, 1, time.time() + 60)
@@ -285,15 +287,15 @@ def _live(store: Any, life: Life, n: int, rng: random.Random) -> tuple[str, floa
     elif life.fate == "cancelled":
         by = USERS[0]
         agent.send(JobCancelRequested, by=by)
-        last = _artifact(layout.artifact(job_id, "last", ".pt"), rng, 6_200_000)
+        last = _artifact(agent.outputs.artifact("last", ".pt"), rng, 6_200_000)
         agent.send(JobCancelled, artifacts=[last])
     else:
         agent.send(JobPhase, phase="evaluate", state="started")
         agent.send(JobPhase, phase="upload", state="started")
         artifacts = [
-            _artifact(layout.artifact(job_id, "best", ".pt"), rng, 6_200_000),
-            _artifact(layout.artifact(job_id, "last", ".pt"), rng, 6_200_000),
-            _artifact(layout.artifact(job_id, "results", ".csv"), rng, 18_000),
+            _artifact(agent.outputs.artifact("best", ".pt"), rng, 6_200_000),
+            _artifact(agent.outputs.artifact("last", ".pt"), rng, 6_200_000),
+            _artifact(agent.outputs.artifact("results", ".csv"), rng, 18_000),
         ]
         best = store.get(job_id).best
         m50 = best.map50 if best and best.map50 is not None else None

@@ -91,8 +91,10 @@ def _events(profile: Profile, job_id: str, start: float, rng: random.Random) -> 
         seq += 1
         out.append((t, cls(job_id=job_id, attempt=1, seq=seq, at=t, **fields)))
 
+    outputs = layout.Outputs(job_id, layout.instance_arn("aws", "us-east-1", "123456789012", "i-0bench0000000001"))
+
     def artifact(name: str, suffix: str) -> Artifact:
-        key = layout.artifact(job_id, name, suffix)
+        key = outputs.artifact(name, suffix)
         return Artifact(name=name, key=key, sha256=rng.randbytes(32).hex(), size=6_200_000)
 
     t = start + 40.0

@@ -3,7 +3,7 @@
     python -m infra.sam check template.yaml      (exit 1 with one line per problem)
 
 Training instances: IMDSv2 only with one hop, shut down means terminated, encrypted volumes, and a role without
-table, secret or parameter access. Buckets: no public access, encrypted, versioned, TLS only. IAM: Resource "*" only
+table, secret or parameter access, writing to S3 only below its own ARN. Buckets: no public access, encrypted, versioned, TLS only. IAM: Resource "*" only
 for reads and the writes AWS allows no narrower (WILDCARD_WRITES). Functions: every handler imports. Rules: every detail-type is a Spotter event. Jobs
 table: the channel index the store queries.
 """
@@ -32,6 +32,7 @@ PLACEHOLDER_CODE_URI = "s3://placeholder/code.zip"
 PARAMETERS = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
 # What the instance role must never be able to do: the jobs table, Slack's secret, parameters.
 FORBIDDEN_INSTANCE_ACTIONS = ("dynamodb:", "secretsmanager:", "ssm:")
+S3_WRITE_VERBS = ("s3:put", "s3:delete", "s3:abortmultipartupload", "s3:restoreobject", "s3:replicate")
 SPOTTER_SOURCE_PREFIX = "spotter."
 # Write actions a statement may grant on Resource "*", each because AWS offers no narrower grant that works (the
 # template says why at the statement). Any other action on "*" must only read.
@@ -253,7 +254,24 @@ def check_instance_role(cfn: dict[str, Any]) -> list[str]:
                     lowered = str(action).lower()
                     if lowered == "*" or lowered.startswith(FORBIDDEN_INSTANCE_ACTIONS):
                         problems.append(f"{role}: the instance role allows {action}")
+                    if lowered.startswith(S3_WRITE_VERBS) or lowered in ("s3:*", "s3:put*"):
+                        problems.extend(
+                            f"{role}: {action} on {resource} is not below the instance's own ARN"
+                            for resource in _as_list(statement.get("Resource", []))
+                            if not _below_own_arn(resource)
+                        )
     return problems
+
+
+def _below_own_arn(resource: Any) -> bool:
+    """An S3 object ARN naming the writer's own instance (the ${ec2:SourceInstanceARN} policy variable)."""
+    text = resource.get("Fn::Sub") if isinstance(resource, dict) else resource
+    if isinstance(text, list):
+        text = text[0]
+    if not isinstance(text, str):
+        return False
+    variable = "${!ec2:SourceInstanceARN}/" if isinstance(resource, dict) else "${ec2:SourceInstanceARN}/"
+    return variable in text
 
 
 def check_jobs_table(cfn: dict[str, Any]) -> list[str]:

@@ -59,12 +59,16 @@ class Promoter:
         def refuse(why: str) -> Outcome:
             return Outcome(ready.job_id, "refused", target, why)
 
-        source = JobBuildReady.upload_object_key(ready.job_id, ready.recipe, ready.key)
-        if ready.artifact.key != source:
-            return refuse(f"{ready.artifact.key} is not where job {ready.job_id} uploads this build ({source})")
+        source = ready.artifact.key
         rec = self.store.find(ready.job_id)
         if rec is None:
             return refuse(f"no job {ready.job_id}")
+        instance_id = rec.instance_of(ready.attempt)
+        if not ready.offered_by(instance_id):
+            return refuse(
+                f"{source} is not where attempt {ready.attempt} of job {ready.job_id} (instance {instance_id}) "
+                f"uploads a {ready.recipe} build"
+            )
         if rec.spec.recipe != ready.recipe:
             return refuse(f"job {ready.job_id} runs recipe {rec.spec.recipe}, not {ready.recipe}")
 

@@ -97,6 +97,8 @@ class Recorder:
         rec = self.store.find(ev.job_id)
         if rec is None or rec.spec.schedule_id is None or rec.attempt != ev.attempt or rec.status.is_terminal():
             return None
+        if lifecycle.foreign_outputs(rec, ev):
+            return None  # not the attempt's weights: lifecycle.apply refuses the event
         final = ev.metrics
         map50 = final.map50 if final and final.map50 is not None else (rec.best.map50 if rec.best else None)
         map50_95 = final.map50_95 if final and final.map50 is not None else (rec.best.map50_95 if rec.best else None)
@@ -125,6 +127,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(job_id=ev.job_id, detail_type=ev.detail_type, attempt=ev.attempt)
     # Settings are read per invocation: cheap, and the local stack points one process at fresh stacks.
     outcome = Recorder.from_settings(ControlSettings.from_env()).record(ev)
+    if outcome.refused:
+        logger.warning("event refused", why=outcome.refused)
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=1)
+        return {"recorded": False, "refused": outcome.refused}
     metrics.add_metric(name="EventsRecorded" if outcome.changed else "EventsUnchanged", unit=MetricUnit.Count, value=1)
     rec = outcome.record
     return {"recorded": outcome.changed, "status": rec.status.value if rec else None}

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from spotter import layout, lifecycle
-from spotter.aws import client
+from spotter.aws import client, instance_arn
 from spotter.config import ControlSettings
 from spotter.events import Bus, JobEvent, JobRelaunch, from_eventbridge
 from spotter.lifecycle import Outcome
@@ -114,11 +114,15 @@ class Recovery:
     bus: Bus
     s3: Any = None  # made on first use where not given (the recorder's recovery reads no ends)
 
-    def agent_end(self, job_id: str, attempt: int) -> JobEvent | None:
-        """How the attempt ended, if its agent said so before its instance went (None: it said nothing)."""
+    def agent_end(self, rec: JobRecord) -> JobEvent | None:
+        """How the current attempt ended, if its agent said so before its instance went (None: it said nothing)."""
+        att = rec.current_attempt
+        if att is None or att.instance_id is None:
+            return None  # never launched: no agent to have said anything
         s3 = self.s3 if self.s3 is not None else client("s3", self.settings.region)
+        outputs = layout.Outputs(rec.job_id, instance_arn(self.settings.region, att.instance_id))
         try:
-            body = s3.get_object(Bucket=self.settings.bucket, Key=layout.attempt_end(job_id, attempt))["Body"].read()
+            body = s3.get_object(Bucket=self.settings.bucket, Key=outputs.attempt_end(att.number))["Body"].read()
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
@@ -153,7 +157,7 @@ class Recovery:
         rec = self.store.find(job_id)
         if rec is None or not vanished(rec, instance_id, state):
             return False
-        said = self.agent_end(job_id, rec.attempt)
+        said = self.agent_end(rec)
         if said is not None:
             # The agent ended the attempt and powered off; its last events are slower than EC2's. Publish the
             # end again: the recorder applies it once, whichever copy comes first.

@@ -324,7 +324,7 @@ class Watchdog:
         rec = self.store.find(job_id)
         if rec is None or rec.status not in ON_A_BOX:
             return False
-        said = self.recovery.agent_end(job_id, rec.attempt)
+        said = self.recovery.agent_end(rec)
         if said is None:
             return False
         logger.info("the agent had ended the attempt: publishing its end again", end=said.detail_type)

@@ -9,6 +9,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from spotter import layout
+
 RETRY_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 6},
     connect_timeout=5,
@@ -31,3 +33,17 @@ def client(service: str, region: str | None = None) -> Any:
 def reset_clients() -> None:
     """Forget cached clients (the local stack calls this when it points the process at a new endpoint)."""
     client.cache_clear()
+    _caller.cache_clear()
+
+
+@functools.cache
+def _caller(region: str | None) -> tuple[str, str]:
+    """(partition, account) of this process's credentials; STS answers GetCallerIdentity to any principal."""
+    identity = client("sts", region).get_caller_identity()
+    return identity["Arn"].split(":")[1], identity["Account"]
+
+
+def instance_arn(region: str, instance_id: str) -> str:
+    """The ARN of one of this account's instances, as IAM's ec2:SourceInstanceARN names it (see spotter.layout)."""
+    partition, account = _caller(region)
+    return layout.instance_arn(partition, region, account, instance_id)

@@ -157,7 +157,7 @@ class JobFinished(JobEvent):
 
 
 class JobBuildReady(JobEvent):
-    """A framework build this attempt uploaded under its job prefix, offered to the shared build cache."""
+    """A framework build this attempt uploaded with its outputs, offered to the shared build cache."""
 
     detail_type = "Job Build Ready"
     source = SOURCE_AGENT
@@ -165,14 +165,18 @@ class JobBuildReady(JobEvent):
     key: str = Field(pattern=r"^[0-9a-f]{64}$")  # the build cache key: sha256 of what shaped the build
     artifact: Artifact
 
-    # Where builds live: the agent reads the first and writes the second, the build cache function copies.
+    # Where builds live: the agent reads it, and uploads its own build with its outputs (`layout.Outputs.build`);
+    # the build cache function copies that here.
     @staticmethod
     def cache_object_key(recipe: str, key: str) -> str:
         return layout.build_cache(recipe, key)
 
-    @staticmethod
-    def upload_object_key(job_id: str, recipe: str, key: str) -> str:
-        return layout.job_build(job_id, recipe, key)
+    def offered_by(self, instance_id: str | None) -> bool:
+        """The artifact is where that instance, the attempt's, uploads this build (nothing else could write it)."""
+        key = self.artifact.key
+        return layout.written_by(key, self.job_id, instance_id) and key.endswith(
+            f"/build/{self.recipe}-{self.key}.tar.gz"
+        )
 
 
 class JobInterrupted(JobEvent):

@@ -8,18 +8,26 @@ cache/pretrained/<name>             starting weights, fetched ahead of training
 datasets/<name>/<version>/          datasets, with a manifest
 jobs/<job>/job.json                 the run spec the agent reads
 jobs/<job>/control.json             what the control plane asks of a running agent (cancel)
-jobs/<job>/logs/attempt-<n>/…       full logs
-jobs/<job>/checkpoints/…            the latest checkpoint (what the next attempt resumes from)
-jobs/<job>/artifacts/…              final and best weights, results
-jobs/<job>/build/…                  a build offered to the cache
+jobs/<job>/by/<instance ARN>/       what one attempt's instance wrote (`Outputs`):
+    logs/attempt-<n>/…                  full logs
+    checkpoints/…                       its latest checkpoint (what the next attempt resumes from)
+    artifacts/…                         final and best weights, results
+    build/…                             a build offered to the cache
+    ends/attempt-<n>.json               how the attempt ended
 models/<dataset>/<model>/…          promoted weights
 ```
+
+An instance writes only below its own ARN: that is the one part of a key IAM can tie to the instance writing it
+(the `${ec2:SourceInstanceARN}` policy variable of its role's session), so a box cannot touch another job's
+outputs, nor another attempt's. The control plane takes a key an agent reports only where `written_by` says the
+attempt's instance wrote it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlencode
@@ -34,10 +42,13 @@ BUILD_CACHE_PREFIX = "cache/build/"
 DATASETS_PREFIX = "datasets/"
 JOBS_PREFIX = "jobs/"
 MODELS_PREFIX = "models/"
+OUTPUTS_DIR = "by"
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_STEM = "last"
 HASH_CHUNK = 1024 * 1024
 
+# arn:<partition>:ec2:<region>:<account>:instance/<instance id>, as IAM spells ec2:SourceInstanceARN.
+_INSTANCE_ARN = re.compile(r"^arn:[a-z-]+:ec2:[a-z0-9-]+:[0-9]{12}:instance/(i-[0-9a-f]{8,17})$")
 _S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.*)$")
 
 
@@ -110,34 +121,67 @@ def control(job_id: str) -> str:
     return f"{job(job_id)}control.json"
 
 
-def log(job_id: str, attempt: int, phase: str) -> str:
-    return f"{job(job_id)}logs/attempt-{attempt}/{phase}.log"
-
-
 def logs(job_id: str) -> str:
-    return f"{job(job_id)}logs/"
+    """Where the outputs of every attempt of the job are listed from (their logs among them)."""
+    return f"{job(job_id)}{OUTPUTS_DIR}/"
 
 
-def attempt_end(job_id: str, attempt: int) -> str:
-    """How one attempt ended, as its agent said it on the bus (an EventBridge-shaped event), written just before.
-
-    Recovery reads it when the instance is gone before the bus has delivered that event: the attempt did not vanish.
-    """
-    return f"{job(job_id)}ends/attempt-{attempt}.json"
-
-
-def checkpoint(job_id: str, suffix: str) -> str:
-    """The job's latest checkpoint (one object, overwritten as training goes), which the next attempt resumes from."""
-    return f"{job(job_id)}{CHECKPOINTS_DIR}/{CHECKPOINT_STEM}{suffix}"
+def instance_arn(partition: str, region: str, account: str, instance_id: str) -> str:
+    arn = f"arn:{partition}:ec2:{region}:{account}:instance/{instance_id}"
+    if not _INSTANCE_ARN.match(arn):
+        raise ValueError(f"{arn!r} is not an EC2 instance ARN")
+    return arn
 
 
-def artifact(job_id: str, name: str, suffix: str) -> str:
-    return f"{job(job_id)}artifacts/{name}{suffix}"
+@dataclass(frozen=True)
+class Outputs:
+    """The keys one attempt's instance writes, all below `jobs/<job>/by/<instance ARN>/`."""
+
+    job_id: str
+    instance_arn: str
+
+    def __post_init__(self) -> None:
+        if not _INSTANCE_ARN.match(self.instance_arn):
+            raise ValueError(f"{self.instance_arn!r} is not an EC2 instance ARN")
+
+    @property
+    def prefix(self) -> str:
+        return f"{job(self.job_id)}{OUTPUTS_DIR}/{self.instance_arn}/"
+
+    def log(self, attempt: int, phase: str) -> str:
+        return f"{self.prefix}logs/attempt-{attempt}/{phase}.log"
+
+    def attempt_end(self, attempt: int) -> str:
+        """How the attempt ended, as its agent said it on the bus (an EventBridge-shaped event), written just before.
+
+        Recovery reads it when the instance is gone before the bus has delivered that event: the attempt did not
+        vanish.
+        """
+        return f"{self.prefix}ends/attempt-{attempt}.json"
+
+    def checkpoint(self, suffix: str) -> str:
+        """The attempt's latest checkpoint (one object, overwritten as training goes): the next attempt's start."""
+        return f"{self.prefix}{CHECKPOINTS_DIR}/{CHECKPOINT_STEM}{suffix}"
+
+    def artifact(self, name: str, suffix: str) -> str:
+        return f"{self.prefix}artifacts/{name}{suffix}"
+
+    def build(self, recipe: str, key: str) -> str:
+        """A build this attempt uploaded, offered to the build cache."""
+        return f"{self.prefix}build/{recipe}-{key}.tar.gz"
 
 
-def job_build(job_id: str, recipe: str, key: str) -> str:
-    """A build this job uploaded, offered to the build cache."""
-    return f"{job(job_id)}build/{recipe}-{key}.tar.gz"
+def written_by(key: str, job_id: str, instance_id: str | None) -> bool:
+    """Whether `key` is among the outputs of job `job_id`'s instance `instance_id` (the only place it could write)."""
+    head = f"{job(job_id)}{OUTPUTS_DIR}/"
+    if instance_id is None or not key.startswith(head):
+        return False
+    marker = f":instance/{instance_id}/"
+    at = key.find(marker, len(head))
+    if at < 0:
+        return False
+    arn = key[len(head) : at + len(marker) - 1]
+    return bool(_INSTANCE_ARN.match(arn)) and len(key) > at + len(marker)
 
 
 def kind_tagging(kind: ObjectKind) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spotter import layout
 from spotter.events import (
     Artifact,
     Bus,
@@ -38,6 +39,7 @@ class Outcome:
     phase_changed: bool = False
     new_best: bool = False
     note: str | None = None  # what the thread should hear of it, beyond the card
+    refused: str | None = None  # why the event was not applied, where it was refused rather than stale
 
 
 def changed_event(outcome: Outcome, cause: str, *, phase: str | None = None, cached: bool = False) -> JobChanged | None:
@@ -125,6 +127,11 @@ def _apply(store: JobsStore, ev: JobEvent, promotion: Promotion | None = None) -
         return Outcome(rec, changed=first, phase_changed=first)
     if rec.attempt != ev.attempt or rec.status.is_terminal():
         return Outcome(rec)  # an older attempt's straggler, or a job already decided
+    foreign = foreign_outputs(rec, ev)
+    if foreign:
+        # Only the attempt's own instance can write below its ARN: a key elsewhere is not this attempt's output.
+        why = f"{', '.join(foreign)} is not an output of attempt {ev.attempt}'s instance"
+        return Outcome(rec, refused=why)
     before = rec.status
     if isinstance(ev, JobLaunched):
         rec = store.record_launch(ev)
@@ -182,6 +189,23 @@ def _apply(store: JobsStore, ev: JobEvent, promotion: Promotion | None = None) -
 
 # Where a job has no agent to tell (nothing launched yet, or between attempts), a cancel ends it at once.
 NO_AGENT = frozenset({JobStatus.QUEUED, JobStatus.INTERRUPTED})
+
+
+def foreign_outputs(rec: JobRecord, ev: JobEvent) -> list[str]:
+    """The keys `ev` reports as its attempt's outputs that the attempt's instance did not write."""
+    instance_id = rec.instance_of(ev.attempt)
+    return [key for key in _reported_keys(ev) if not layout.written_by(key, ev.job_id, instance_id)]
+
+
+def _reported_keys(ev: JobEvent) -> list[str]:
+    """The S3 keys an agent's event names as its attempt's outputs."""
+    if isinstance(ev, JobCheckpoint):
+        return [ev.artifact.key]
+    if isinstance(ev, JobInterrupted):
+        return [] if ev.checkpoint is None else [ev.checkpoint.key]
+    if isinstance(ev, JobCancelled | JobFinished):
+        return [a.key for a in ev.artifacts]
+    return []
 
 
 def _cancel_requested(store: JobsStore, rec: JobRecord, ev: JobCancelRequested) -> Outcome:

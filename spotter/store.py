@@ -212,6 +212,10 @@ class JobRecord(_Record):
     def current_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    def instance_of(self, attempt: int) -> str | None:
+        """The instance attempt `attempt` ran on (None: not launched, or no such attempt)."""
+        return next((a.instance_id for a in self.attempts if a.number == attempt), None)
+
     def announced_part(self, part: AnnouncementPart) -> bool:
         """Slack has this part of the job's end in its current status."""
         claim: Announcement | None = getattr(self, ANNOUNCEMENT_ATTRIBUTES[part])

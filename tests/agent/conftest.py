@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
 
+from agent.imds import Imds
 from spotter.events import Bus, JobEvent, from_eventbridge
 from spotter.spec import JobSpec, RunSpec, TrainParams
 
@@ -138,3 +142,74 @@ class BusTap:
 @pytest.fixture
 def bus_tap(aws: str) -> Iterator[BusTap]:
     yield BusTap()
+
+
+# -- the instance metadata service ---------------------------------------------------------------------------
+
+INSTANCE_ID = "i-0123456789abcdef0"
+
+
+class ImdsStandIn(BaseHTTPRequestHandler):
+    """IMDSv2 as EC2 serves it: a token from PUT, then metadata GETs that must carry it."""
+
+    token = "AQAEA-test-token"
+    meta: ClassVar[dict[str, str]] = {}
+
+    def do_PUT(self) -> None:
+        if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+            self._send(200, self.token)
+        else:
+            self._send(400, "")
+
+    def do_GET(self) -> None:
+        if self.headers.get("X-aws-ec2-metadata-token") != self.token:
+            self._send(401, "")
+            return
+        value = self.meta.get(self.path.removeprefix("/latest/meta-data/"))
+        self._send(200, value) if value is not None else self._send(404, "")
+
+    def _send(self, status: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _serve(meta: dict[str, str]) -> Iterator[str]:
+    handler = type("Served", (ImdsStandIn,), {"meta": meta})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def imds_meta() -> dict[str, str]:
+    """What `imds_endpoint` serves; a test adds a notice or an image id to it as it goes."""
+    return {"instance-id": INSTANCE_ID, "instance-type": "g4dn.xlarge", "placement/availability-zone": "us-east-1a"}
+
+
+@pytest.fixture
+def imds_endpoint(imds_meta: dict[str, str]) -> Iterator[str]:
+    yield from _serve(imds_meta)
+
+
+@pytest.fixture
+def no_imds() -> Imds:
+    """An IMDS endpoint nothing listens on: refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return Imds(f"http://127.0.0.1:{port}", timeout=0.5)
+
+
+@pytest.fixture
+def bare_imds() -> Iterator[Imds]:
+    """A metadata service that knows only which instance this is (no type, no image: no GPU the catalog knows)."""
+    for endpoint in _serve({"instance-id": INSTANCE_ID}):
+        yield Imds(endpoint)

@@ -7,16 +7,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import zipapp
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -44,63 +41,13 @@ from spotter.events import (
     from_eventbridge,
 )
 from spotter.spec import InitialWeights, ResumeFrom
+from tests.agent.conftest import INSTANCE_ID
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "shapes-abc234"
+# Where this attempt's outputs go: the ARN moto's account gives the instance the metadata service names.
+OUTPUTS = layout.Outputs(JOB_ID, layout.instance_arn("aws", "us-east-1", "123456789012", INSTANCE_ID))
 LOGS = REPO / "tests" / "fixtures" / "logs"
-
-
-class ImdsStandIn(BaseHTTPRequestHandler):
-    """IMDSv2 as EC2 serves it: a token from PUT, then metadata GETs that must carry it."""
-
-    token = "AQAEA-test-token"
-    meta: ClassVar[dict[str, str]] = {}
-
-    def do_PUT(self) -> None:
-        if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
-            self._send(200, self.token)
-        else:
-            self._send(400, "")
-
-    def do_GET(self) -> None:
-        if self.headers.get("X-aws-ec2-metadata-token") != self.token:
-            self._send(401, "")
-            return
-        value = self.meta.get(self.path.removeprefix("/latest/meta-data/"))
-        self._send(200, value) if value is not None else self._send(404, "")
-
-    def _send(self, status: int, body: str) -> None:
-        data = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def imds_endpoint() -> Iterator[str]:
-    ImdsStandIn.meta = {
-        "instance-id": "i-0123456789abcdef0",
-        "instance-type": "g4dn.xlarge",
-        "placement/availability-zone": "us-east-1a",
-    }
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ImdsStandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def no_imds() -> Imds:
-    """An IMDS endpoint nothing listens on: refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return Imds(f"http://127.0.0.1:{port}", timeout=0.5)
 
 
 class RecordingBus:
@@ -112,11 +59,13 @@ class RecordingBus:
 
 
 def _end_in_s3(job: Any, attempt: int = 1) -> JobEvent:
-    body = job.s3.get_object(Bucket="spotter-test", Key=layout.attempt_end(JOB_ID, attempt))["Body"].read()
+    body = job.s3.get_object(Bucket="spotter-test", Key=OUTPUTS.attempt_end(attempt))["Body"].read()
     return from_eventbridge(json.loads(body))
 
 
-def test_imds_client_speaks_imdsv2(imds_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imds_client_speaks_imdsv2(
+    imds_endpoint: str, imds_meta: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_endpoint)
     imds = Imds()
     assert imds.endpoint == imds_endpoint
@@ -126,7 +75,7 @@ def test_imds_client_speaks_imdsv2(imds_endpoint: str, monkeypatch: pytest.Monke
         "us-east-1a",
     )
     assert imds.spot_action() is None
-    ImdsStandIn.meta["spot/instance-action"] = json.dumps({"action": "terminate", "time": "2026-11-23T18:00:00Z"})
+    imds_meta["spot/instance-action"] = json.dumps({"action": "terminate", "time": "2026-11-23T18:00:00Z"})
     assert imds.spot_action() == {"action": "terminate", "time": "2026-11-23T18:00:00Z"}
 
 
@@ -177,32 +126,38 @@ def test_a_full_run_reports_each_phase_and_uploads_verified_artifacts(
         body = obj["Body"].read()
         assert hashlib.sha256(body).hexdigest() == a.sha256 == obj["Metadata"]["sha256"]
         assert len(body) == a.size
-    assert finished.artifacts[0].key == f"jobs/{JOB_ID}/artifacts/best.pt"
-    assert finished.artifacts[2].key == f"jobs/{JOB_ID}/artifacts/results.csv"
+    assert finished.artifacts[0].key == f"{OUTPUTS.prefix}artifacts/best.pt"
+    assert finished.artifacts[2].key == f"{OUTPUTS.prefix}artifacts/results.csv"
     # Training ends with the validation of best.pt, per class: the uploaded weights' scores.
     assert finished.metrics == FinalMetrics(
         map50=0.995, map50_95=0.875, precision=0.983, recall=0.979, per_class_ap50={"rectangle": 0.994, "circle": 0.995}
     )
     assert _end_in_s3(job) == finished  # what recovery reads if the instance goes before the bus delivers it
 
-    logs = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=f"jobs/{JOB_ID}/logs/attempt-1/")
+    logs = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=f"{OUTPUTS.prefix}logs/attempt-1/")
     assert sorted(o["Key"].rsplit("/", 1)[1] for o in logs["Contents"]) == [
         "agent.log",
         "data.log",
         "install.log",
         "train.log",
     ]
-    train_log = job.s3.get_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/logs/attempt-1/train.log")["Body"].read()
+    train_log = job.s3.get_object(Bucket="spotter-test", Key=f"{OUTPUTS.prefix}logs/attempt-1/train.log")["Body"].read()
     assert b"Starting training for 3 epochs..." in train_log and b"\r\x1b[K" in train_log
     agent_log = (tmp_path / "work" / "logs" / "agent.log").read_text()
     assert "instance i-0123456789abcdef0 (g4dn.xlarge) in us-east-1a" in agent_log
 
 
 def test_a_failing_training_reports_the_oom_and_still_powers_off(
-    job: Any, bus_tap: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    job: Any,
+    bus_tap: Any,
+    standin: Path,
+    poweroff: Any,
+    bare_imds: Imds,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SPOTTER_STANDIN_FAIL_AT_EPOCH", "2")
-    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, imds=no_imds)
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, imds=bare_imds)
 
     assert code == 1
     assert poweroff.calls == 1
@@ -222,7 +177,7 @@ def test_a_failing_training_reports_the_oom_and_still_powers_off(
     assert any(isinstance(e, JobProgress) and e.current == 2 for e in events)
     assert _end_in_s3(job) == error
 
-    log = job.s3.get_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/logs/attempt-1/train.log")["Body"].read()
+    log = job.s3.get_object(Bucket="spotter-test", Key=f"{OUTPUTS.prefix}logs/attempt-1/train.log")["Body"].read()
     assert b"Traceback (most recent call last):" in log
     # The agent carried on without instance metadata, and said so.
     assert "instance metadata unavailable" in (tmp_path / "work" / "logs" / "agent.log").read_text()
@@ -233,7 +188,7 @@ def test_training_past_the_time_limit_is_stopped(
     job: Any,
     standin: Path,
     poweroff: Any,
-    no_imds: Imds,
+    bare_imds: Imds,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_spec: Any,
@@ -242,7 +197,7 @@ def test_training_past_the_time_limit_is_stopped(
     job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=run.model_dump_json().encode())
     monkeypatch.setenv("SPOTTER_STANDIN_EPOCH_SECONDS", "30")
     bus = RecordingBus()
-    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds)
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=bare_imds)
 
     assert code == 1 and poweroff.calls == 1
     error = bus.events[-1]
@@ -252,7 +207,7 @@ def test_training_past_the_time_limit_is_stopped(
 
 
 def test_a_missing_best_weight_fails_the_upload(
-    job: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    job: Any, standin: Path, poweroff: Any, bare_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = recipes.load("ultralytics")
     moved = real.model_copy(
@@ -262,7 +217,7 @@ def test_a_missing_best_weight_fails_the_upload(
     )
     monkeypatch.setattr(recipes, "load", lambda name: moved)
     bus = RecordingBus()
-    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds)
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=bare_imds)
 
     assert code == 1 and poweroff.calls == 1
     error = bus.events[-1]
@@ -273,14 +228,14 @@ def test_a_missing_best_weight_fails_the_upload(
 
 
 def test_an_agent_crash_is_reported_with_its_traceback(
-    job: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    job: Any, standin: Path, poweroff: Any, bare_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(Uploader, "upload_artifact", broken)
     bus = RecordingBus()
-    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds)
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=bare_imds)
 
     assert code == 1 and poweroff.calls == 1
     error = bus.events[-1]
@@ -292,6 +247,19 @@ def test_an_agent_crash_is_reported_with_its_traceback(
     # Milestones reach the bus in the order they happened (coalesced progress may trail them).
     milestones = [e.seq for e in bus.events if not isinstance(e, JobProgress)]
     assert milestones == sorted(milestones)
+
+
+def test_an_instance_that_cannot_say_which_it_is_fails_the_attempt_and_powers_off(
+    job: Any, poweroff: Any, no_imds: Imds, tmp_path: Path
+) -> None:
+    bus = RecordingBus()
+    code = run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds)
+    assert code == 1 and poweroff.calls == 1
+    (error,) = bus.events
+    assert isinstance(error, JobError) and error.kind == "launch"
+    assert "could not say which EC2 instance it is" in error.message and "IMDSv2" in error.message
+    listed = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=layout.logs(JOB_ID))
+    assert listed.get("KeyCount", 0) == 0  # nothing written where no instance could have
 
 
 def test_an_unreadable_spec_still_powers_off(aws: str, poweroff: Any, no_imds: Imds, tmp_path: Path) -> None:
@@ -359,14 +327,20 @@ def test_the_zipapp_runs_a_job_and_shuts_the_machine_down(
 
 
 def test_sigterm_stops_the_phase_reports_it_and_powers_off(
-    job: Any, bus_tap: Any, standin: Path, tmp_path: Path, shutdown_shim: Path, monkeypatch: pytest.MonkeyPatch
+    job: Any,
+    bus_tap: Any,
+    standin: Path,
+    imds_endpoint: str,
+    tmp_path: Path,
+    shutdown_shim: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SPOTTER_STANDIN_EPOCH_SECONDS", "60")
     workdir = tmp_path / "work"
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--job", JOB_ID, "--spec", job.url, "--workdir", str(workdir)],
         cwd=REPO,
-        env={**os.environ, "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:9"},
+        env={**os.environ, "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds_endpoint},
         stderr=subprocess.DEVNULL,
     )
     try:
@@ -423,7 +397,7 @@ class FakeBuildCache:
         *,
         s3: Any,
         bucket: str,
-        job_id: str,
+        outputs: layout.Outputs,
         attempt: int,
         image_id: str,
         gpu_arch: str,
@@ -440,9 +414,7 @@ class FakeBuildCache:
             )
         if not run(Step("build", commands, cwd=step.source.dir, env=step.env)):
             raise BuildFailed(f"the {step.recipe} build failed (see the build log)")
-        uploaded = Artifact(
-            name="build", key=f"jobs/{job_id}/build/{step.recipe}-{BUILD_KEY}.tar.gz", sha256="0" * 64, size=10
-        )
+        uploaded = Artifact(name="build", key=outputs.build(step.recipe, BUILD_KEY), sha256="0" * 64, size=10)
         return BuildOutcome(key=BUILD_KEY, cached=False, artifact=uploaded)
 
 
@@ -453,10 +425,11 @@ def test_a_plan_with_a_build_and_an_evaluation_runs_every_phase(
     standin: Path,
     poweroff: Any,
     imds_endpoint: str,
+    imds_meta: dict[str, str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ImdsStandIn.meta["ami-id"] = "ami-0123456789abcdef0"
+    imds_meta["ami-id"] = "ami-0123456789abcdef0"
     cache = FakeBuildCache(cached=cached)
     monkeypatch.setattr(agent_attempt, "ensure_build", cache)
     evaluate = recipes.StepTemplate(commands=(("{python}", "-c", f"print({VALIDATION_LINE!r})"),))
@@ -481,7 +454,7 @@ def test_a_plan_with_a_build_and_an_evaluation_runs_every_phase(
     ]
     ready = [e for e in bus.events if isinstance(e, JobBuildReady)]
     assert [(e.recipe, e.key, e.artifact.key) for e in ready] == (
-        [] if cached else [("ultralytics", BUILD_KEY, f"jobs/{JOB_ID}/build/ultralytics-{BUILD_KEY}.tar.gz")]
+        [] if cached else [("ultralytics", BUILD_KEY, f"{OUTPUTS.prefix}build/ultralytics-{BUILD_KEY}.tar.gz")]
     )
     build_log = (workdir / "logs" / "build.log").read_text()
     assert ("compiling for sm_75" in build_log) is not cached
@@ -493,7 +466,7 @@ def test_a_plan_with_a_build_and_an_evaluation_runs_every_phase(
     assert isinstance(finished, JobFinished)
     # The evaluation's scores, not those training printed before it (it listed no classes).
     assert finished.metrics == FinalMetrics(map50=0.975, map50_95=0.812, precision=0.951, recall=0.949)
-    logs = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=f"jobs/{JOB_ID}/logs/attempt-1/")
+    logs = job.s3.list_objects_v2(Bucket="spotter-test", Prefix=f"{OUTPUTS.prefix}logs/attempt-1/")
     assert {o["Key"].rsplit("/", 1)[1] for o in logs["Contents"]} >= {"build.log", "data.log", "evaluate.log"}
 
 
@@ -536,7 +509,7 @@ def test_job_finished_carries_the_evaluations_final_scores_per_class(
     job: Any,
     standin: Path,
     poweroff: Any,
-    no_imds: Imds,
+    bare_imds: Imds,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -544,7 +517,7 @@ def test_job_finished_carries_the_evaluations_final_scores_per_class(
     monkeypatch.setattr(recipes, "load", lambda name: recipe)
     bus = RecordingBus()
 
-    assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds) == 0
+    assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=bare_imds) == 0
 
     finished = bus.events[-1]
     assert isinstance(finished, JobFinished)
@@ -568,7 +541,7 @@ def test_a_failed_build_is_reported_from_its_log_and_nothing_else_runs(
     assert error.message == "build exited with status 2: nvcc fatal : Unsupported gpu architecture"
     assert error.last_lines == ["nvcc fatal   : Unsupported gpu architecture"]
     assert not any(isinstance(e, JobPhase) and e.phase == "data" for e in bus.events)
-    log = job.s3.get_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/logs/attempt-1/build.log")["Body"].read()
+    log = job.s3.get_object(Bucket="spotter-test", Key=f"{OUTPUTS.prefix}logs/attempt-1/build.log")["Body"].read()
     assert b"nvcc fatal" in log
 
 
@@ -590,7 +563,7 @@ def test_a_failed_training_leaves_its_checkpoint_and_the_next_attempt_resumes_fr
     job: Any,
     standin: Path,
     poweroff: Any,
-    no_imds: Imds,
+    bare_imds: Imds,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_spec: Any,
@@ -598,9 +571,9 @@ def test_a_failed_training_leaves_its_checkpoint_and_the_next_attempt_resumes_fr
     monkeypatch.setenv("SPOTTER_STANDIN_FAIL_AT_EPOCH", "3")
     monkeypatch.setenv("SPOTTER_CHECKPOINT_STABLE_SECONDS", "0.05")
     first = RecordingBus()
-    assert run_job(JOB_ID, job.url, workdir=tmp_path / "one", poweroff=poweroff, bus=first, imds=no_imds) == 1
+    assert run_job(JOB_ID, job.url, workdir=tmp_path / "one", poweroff=poweroff, bus=first, imds=bare_imds) == 1
 
-    key = f"jobs/{JOB_ID}/checkpoints/last.pt"
+    key = f"{OUTPUTS.prefix}checkpoints/last.pt"
     saved = job.s3.get_object(Bucket="spotter-test", Key=key)
     body = saved["Body"].read()
     assert body == (tmp_path / "one" / "runs" / "train" / "weights" / "last.pt").read_bytes()
@@ -614,7 +587,7 @@ def test_a_failed_training_leaves_its_checkpoint_and_the_next_attempt_resumes_fr
         return job.s3.get_object_tagging(Bucket="spotter-test", Key=object_key)["TagSet"]  # type: ignore[no-any-return]
 
     assert kind(key) == [{"Key": "spotter:kind", "Value": "checkpoint"}]
-    assert kind(f"jobs/{JOB_ID}/logs/attempt-1/train.log") == [{"Key": "spotter:kind", "Value": "log"}]
+    assert kind(f"{OUTPUTS.prefix}logs/attempt-1/train.log") == [{"Key": "spotter:kind", "Value": "log"}]
 
     # Attempt 2, on a fresh machine, told by the control plane where the checkpoint is.
     echo_recipe = _echo_train_recipe()
@@ -625,7 +598,7 @@ def test_a_failed_training_leaves_its_checkpoint_and_the_next_attempt_resumes_fr
     workdir = tmp_path / "two"
     bus = RecordingBus()
 
-    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=bare_imds) == 0
     restored = workdir / "checkpoints" / "last.pt"
     assert restored.read_bytes() == body
     assert f"train --resume {restored}" in (workdir / "logs" / "train.log").read_text()
@@ -636,12 +609,12 @@ def test_a_checkpoint_that_fails_its_sha256_check_trains_from_scratch(
     job: Any,
     standin: Path,
     poweroff: Any,
-    no_imds: Imds,
+    bare_imds: Imds,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_spec: Any,
 ) -> None:
-    key = f"jobs/{JOB_ID}/checkpoints/last.pt"
+    key = f"{OUTPUTS.prefix}checkpoints/last.pt"
     job.s3.put_object(Bucket="spotter-test", Key=key, Body=b"not the checkpoint that was recorded")
     echo_recipe = _echo_train_recipe()
     monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)
@@ -651,7 +624,7 @@ def test_a_checkpoint_that_fails_its_sha256_check_trains_from_scratch(
     workdir = tmp_path / "work"
     bus = RecordingBus()
 
-    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=bare_imds) == 0
 
     assert (workdir / "logs" / "train.log").read_text().strip() == "train"
     assert _data_detail(bus.events) == "checkpoint failed its sha256 check: trained from scratch"
@@ -663,14 +636,14 @@ def test_a_missing_checkpoint_trains_from_scratch_and_no_resume_looks_for_none(
     job: Any,
     standin: Path,
     poweroff: Any,
-    no_imds: Imds,
+    bare_imds: Imds,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_spec: Any,
 ) -> None:
     echo_recipe = _echo_train_recipe()
     monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)
-    key = f"jobs/{JOB_ID}/checkpoints/last.pt"
+    key = f"{OUTPUTS.prefix}checkpoints/last.pt"
     resume = ResumeFrom(key=key, sha256="0" * 64, size=12, current=4, attempt=1)
     for n, (spec, detail) in enumerate(
         [
@@ -685,20 +658,20 @@ def test_a_missing_checkpoint_trains_from_scratch_and_no_resume_looks_for_none(
         job.s3.put_object(Bucket="spotter-test", Key=f"jobs/{JOB_ID}/job.json", Body=spec.model_dump_json().encode())
         workdir = tmp_path / f"work{n}"
         bus = RecordingBus()
-        assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
+        assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=bare_imds) == 0
         assert (workdir / "logs" / "train.log").read_text().strip() == "train"
         assert _data_detail(bus.events) == detail
         assert ("checkpoints/last.pt" in (workdir / "logs" / "agent.log").read_text()) is (detail is not None)
 
 
 def test_a_run_that_prints_no_scores_finishes_without_metrics(
-    job: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    job: Any, standin: Path, poweroff: Any, bare_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     echo_recipe = _echo_train_recipe()
     monkeypatch.setattr(recipes, "load", lambda name: echo_recipe)
     bus = RecordingBus()
 
-    assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds) == 0
+    assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=bare_imds) == 0
 
     finished = bus.events[-1]
     assert isinstance(finished, JobFinished) and finished.metrics is None
@@ -719,7 +692,7 @@ def test_a_promoted_run_starts_from_the_promoted_weights_verified(
     job: Any,
     standin: Path,
     poweroff: Any,
-    no_imds: Imds,
+    bare_imds: Imds,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_spec: Any,
@@ -734,7 +707,7 @@ def test_a_promoted_run_starts_from_the_promoted_weights_verified(
     workdir = tmp_path / "work"
     bus = RecordingBus()
 
-    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=bare_imds) == 0
 
     assert isinstance(bus.events[-1], JobFinished)
     assert (workdir / "yolov8n.pt").read_bytes() == body
@@ -747,7 +720,7 @@ def test_a_promoted_run_with_nothing_promoted_yet_starts_from_the_pretrained_wei
     job: Any,
     standin: Path,
     poweroff: Any,
-    no_imds: Imds,
+    bare_imds: Imds,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_spec: Any,
@@ -766,7 +739,7 @@ def test_a_promoted_run_with_nothing_promoted_yet_starts_from_the_pretrained_wei
     workdir = tmp_path / "work"
     bus = RecordingBus()
 
-    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 0
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=bare_imds) == 0
 
     assert (workdir / "yolov8n.pt").read_bytes() == pretrained
     assert _data_detail(bus.events) == "nothing promoted yet: starts from the pretrained weights"
@@ -776,7 +749,7 @@ def test_promoted_weights_that_fail_their_sha256_check_fail_the_job(
     job: Any,
     standin: Path,
     poweroff: Any,
-    no_imds: Imds,
+    bare_imds: Imds,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     make_spec: Any,
@@ -787,7 +760,7 @@ def test_promoted_weights_that_fail_their_sha256_check_fail_the_job(
     workdir = tmp_path / "work"
     bus = RecordingBus()
 
-    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=no_imds) == 1
+    assert run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=bare_imds) == 1
 
     error = bus.events[-1]
     assert isinstance(error, JobError) and (error.phase, error.kind) == ("data", "exit")
@@ -813,13 +786,13 @@ def test_an_artifact_path_with_a_star_takes_the_newest_match(tmp_path: Path) -> 
 
 
 def test_a_recipe_that_builds_for_a_gpu_says_so_on_a_machine_without_one(
-    job: Any, standin: Path, poweroff: Any, no_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    job: Any, standin: Path, poweroff: Any, bare_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recipe = _recipe_with(build=_build())
     monkeypatch.setattr(recipes, "load", lambda name: recipe)
     bus = RecordingBus()
 
-    assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=no_imds) == 1
+    assert run_job(JOB_ID, job.url, workdir=tmp_path / "work", poweroff=poweroff, bus=bus, imds=bare_imds) == 1
 
     error = bus.events[-1]
     assert isinstance(error, JobError) and (error.phase, error.kind) == ("install", "exit")
@@ -828,7 +801,13 @@ def test_a_recipe_that_builds_for_a_gpu_says_so_on_a_machine_without_one(
 
 
 def test_a_spot_notice_stops_training_saves_the_newest_checkpoint_and_reports_the_interruption(
-    job: Any, standin: Path, poweroff: Any, imds_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    job: Any,
+    standin: Path,
+    poweroff: Any,
+    imds_endpoint: str,
+    imds_meta: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SPOTTER_STANDIN_EPOCH_SECONDS", "1.0")
     monkeypatch.setenv("SPOTTER_SPOT_POLL_SECONDS", "0.1")
@@ -841,7 +820,7 @@ def test_a_spot_notice_stops_training_saves_the_newest_checkpoint_and_reports_th
         deadline = time.monotonic() + 60
         while not last.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        ImdsStandIn.meta["spot/instance-action"] = json.dumps({"action": "terminate", "time": "2026-12-07T04:00:00Z"})
+        imds_meta["spot/instance-action"] = json.dumps({"action": "terminate", "time": "2026-12-07T04:00:00Z"})
 
     threading.Thread(target=reclaim_after_the_first_epoch, daemon=True).start()
     bus = RecordingBus()

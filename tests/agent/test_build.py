@@ -23,7 +23,7 @@ from infra.local.hosts import git_mirror_environ, make_git_mirror
 from lambdas.promote import Promoter
 from spotter.events import JobBuildReady
 from spotter.store import JobsStore
-from tests.spotter.helpers import make_spec, table_definition
+from tests.spotter.helpers import make_spec, outputs_of, record_instances, table_definition
 
 BUCKET = "spotter-test"
 TABLE = "jobs"
@@ -105,7 +105,9 @@ def _step(work: Path, ref: str = "v1", **changes: Any) -> BuildStep:
 
 
 def _ensure(step: BuildStep, s3: Any, runner: Runner, job_id: str) -> BuildOutcome:
-    return ensure_build(step, s3=s3, bucket=BUCKET, job_id=job_id, attempt=1, image_id=IMAGE, gpu_arch=ARCH, run=runner)
+    return ensure_build(
+        step, s3=s3, bucket=BUCKET, outputs=outputs_of(job_id), attempt=1, image_id=IMAGE, gpu_arch=ARCH, run=runner
+    )
 
 
 def _promoter(s3: Any, *job_ids: str) -> Promoter:
@@ -114,6 +116,7 @@ def _promoter(s3: Any, *job_ids: str) -> Promoter:
     store = JobsStore(TABLE)
     for job_id in job_ids:
         store.create(make_spec(seed=job_id).model_copy(update={"job_id": job_id}), trigger=job_id)
+        record_instances(store, job_id)
     return Promoter(store, s3, BUCKET)
 
 
@@ -137,7 +140,7 @@ def test_a_build_runs_once_is_promoted_and_is_restored_by_the_next_job(
     assert (step.source.dir / "out" / "tool").read_text() == f"tool 1.0 for {ARCH}\n"
     # Under the job's own prefix, with the sha256 of the bytes there.
     assert outcome.artifact is not None
-    assert outcome.artifact.key == f"jobs/job-aaa111/build/ultralytics-{outcome.key}.tar.gz"
+    assert outcome.artifact.key == f"{outputs_of('job-aaa111').prefix}build/ultralytics-{outcome.key}.tar.gz"
     head = s3.head_object(Bucket=BUCKET, Key=outcome.artifact.key)
     body = s3.get_object(Bucket=BUCKET, Key=outcome.artifact.key)["Body"].read()
     assert head["Metadata"]["sha256"] == outcome.artifact.sha256 == hashlib.sha256(body).hexdigest()
@@ -223,7 +226,7 @@ def test_a_failed_upload_costs_only_the_cache(tmp_path: Path, upstream: Path, s3
         step,
         s3=s3,
         bucket="no-such-bucket",
-        job_id="job-aaa111",
+        outputs=outputs_of("job-aaa111"),
         attempt=1,
         image_id=IMAGE,
         gpu_arch=ARCH,

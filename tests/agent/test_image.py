@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import tomllib
 from importlib import resources
@@ -304,15 +303,8 @@ def test_a_satisfied_image_passes_and_says_what_it_found(tmp_path: Path) -> None
     ]
 
 
-def _unreachable_imds() -> Imds:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return Imds(f"http://127.0.0.1:{port}", timeout=0.5)
-
-
 def test_an_image_without_torch_fails_the_job_before_any_install_command(
-    job: Any, poweroff: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    job: Any, poweroff: Any, bare_imds: Imds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workdir = tmp_path / "work"
     needs_torch = recipes.load("ultralytics").model_copy(
@@ -325,9 +317,7 @@ def test_an_image_without_torch_fails_the_job_before_any_install_command(
     python = fake_python(tmp_path / "bin" / "python3", version="3.12.3", torch={"missing": True})
     bus = RecordingBus()
 
-    code = run_job(
-        JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=_unreachable_imds(), python=str(python)
-    )
+    code = run_job(JOB_ID, job.url, workdir=workdir, poweroff=poweroff, bus=bus, imds=bare_imds, python=str(python))
 
     assert code == 1 and poweroff.calls == 1
     assert not (workdir / "installed").exists()

@@ -29,11 +29,13 @@ import bot.app
 import bot.notifier
 from infra.local.invoke import LambdaContext, LocalLambdaClient
 from infra.local.slack import SlackStandIn
+from spotter import layout
 from spotter.config import BotSettings
 from spotter.store import JobsStore
 from tests.spotter.helpers import table_definition
 
 EVENTS = Path(__file__).parent / "events"
+SAMPLE_INSTANCE = "i-0123456789abcdef0"  # the job_launched sample's
 FUNCTION = "spotter-slack"
 TABLE, BUCKET, BUS, SECRET = "spotter-jobs", "spotter-artifacts", "spotter", "spotter/slack"
 TEAM, CHANNEL, USER = "T0SPOTTER", "C0TRAINING", "U0ALICE"
@@ -46,10 +48,20 @@ def load_event(name: str) -> dict[str, Any]:
     return event
 
 
+def outputs(job_id: str) -> layout.Outputs:
+    """Where the agent on the job_launched sample's instance writes."""
+    return layout.Outputs(job_id, layout.instance_arn("aws", "us-east-1", "123456789012", SAMPLE_INSTANCE))
+
+
 def bus_event(name: str, **detail: Any) -> dict[str, Any]:
-    """A sample EventBridge delivery with some of its detail replaced."""
+    """A sample EventBridge delivery with some of its detail replaced (its artifacts follow its job id)."""
     event = load_event(name)
+    sample_job = event["detail"]["job_id"]
     event["detail"].update(detail)
+    job_id = event["detail"]["job_id"]
+    if "artifacts" not in detail:
+        for artifact in event["detail"].get("artifacts", []):
+            artifact["key"] = artifact["key"].replace(outputs(sample_job).prefix, outputs(job_id).prefix)
     event["resources"] = [f"spotter:job/{event['detail']['job_id']}"]
     return event
 

@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from bot.logs import TAIL_BYTES, log_files, log_view, tail
-from spotter import layout
 from spotter.aws import client
+from tests.spotter.helpers import outputs_of
 
 BUCKET = "artifacts"
 
@@ -23,7 +23,8 @@ def s3(aws: str) -> object:
 
 
 def _put(s3: object, job: str, attempt: int, phase: str, text: str) -> None:
-    s3.put_object(Bucket=BUCKET, Key=layout.log(job, attempt, phase), Body=text.encode())  # type: ignore[attr-defined]
+    key = outputs_of(job, attempt).log(attempt, phase)  # each attempt on its own instance
+    s3.put_object(Bucket=BUCKET, Key=key, Body=text.encode())  # type: ignore[attr-defined]
 
 
 def test_no_logs_yet(s3: object) -> None:
@@ -36,6 +37,7 @@ def test_the_newest_log_of_the_latest_attempt_is_shown_with_links_to_all(s3: obj
     _put(s3, job, 1, "train", "".join(f"epoch {i}\n" for i in range(100)))
     time.sleep(1.1)  # S3 keeps modification times to the second
     _put(s3, job, 2, "train", "".join(f"resumed epoch {i}\n" for i in range(50, 80)) + "\n\n")
+    s3.put_object(Bucket=BUCKET, Key=outputs_of(job, 2).checkpoint(".log"), Body=b"not a log")  # type: ignore[attr-defined]
     assert [(f.attempt, f.phase) for f in log_files(s3, BUCKET, job)] == [(1, "install"), (1, "train"), (2, "train")]
     view = log_view(s3, BUCKET, job, 3600)
     assert view is not None

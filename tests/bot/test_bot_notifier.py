@@ -34,6 +34,7 @@ from spotter.events import (
     JobEvent,
     JobFinished,
     JobInterrupted,
+    JobLaunched,
     JobMetric,
     JobPhase,
     JobProgress,
@@ -41,7 +42,7 @@ from spotter.events import (
 )
 from spotter.status import JobStatus
 from spotter.store import Failure
-from tests.bot.conftest import BUCKET, CHANNEL, USER, Bench, bus_event, load_event
+from tests.bot.conftest import BUCKET, CHANNEL, SAMPLE_INSTANCE, USER, Bench, bus_event, load_event, outputs
 
 CONTEXT: Any = LambdaContext(function_name="spotter-notifier")
 INTERVAL = 0.4
@@ -76,6 +77,13 @@ def job(bench: Bench, monkeypatch: pytest.MonkeyPatch, sleeps: list[float], inte
     [job_id] = bench.job_ids()
     bench.store.mark_launching(job_id, 1)
     return job_id
+
+
+def on_its_instance(bench: Bench, job: str) -> None:
+    """The launcher has the job's instance (the job_launched sample's): what its agent reports is taken."""
+    bench.store.record_launch(
+        JobLaunched(job_id=job, instance_id=SAMPLE_INSTANCE, instance_type="g4dn.xlarge", market="spot")
+    )
 
 
 def changed_delivery(ev: JobChanged) -> dict[str, Any]:
@@ -147,7 +155,7 @@ def run_until_training(deliver: Recorder) -> None:
 
 def finish(bench: Bench, deliver: Recorder, job: str) -> bytes:
     weights = b"best.pt bytes"
-    key = f"jobs/{job}/artifacts/best.pt"
+    key = outputs(job).artifact("best", ".pt")
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=weights)
     deliver("job_phase", seq=9, phase="upload", state="started")
     deliver("job_finished", seq=10, artifacts=[{"name": "best", "key": key, "sha256": "0" * 64, "size": len(weights)}])
@@ -280,7 +288,7 @@ def test_slack_down_drops_running_updates_but_retries_the_end(bench: Bench, job:
     deliver("job_phase", seq=1, phase="install", state="started")  # logged, not raised: no retry storm
     assert bench.store.get(job).status is JobStatus.RUNNING
 
-    key = f"jobs/{job}/artifacts/best.pt"
+    key = outputs(job).artifact("best", ".pt")
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"w")
     deliver("job_phase", seq=2, phase="upload", state="started")
     artifacts = [{"name": "best", "key": key, "sha256": "0" * 64, "size": 1}]
@@ -333,7 +341,7 @@ def card_buttons(bench: Bench) -> list[dict[str, Any]]:
 
 
 def put_weights(job: str, name: str, body: bytes) -> Artifact:
-    key = f"jobs/{job}/artifacts/{name}.pt"
+    key = outputs(job).artifact(name, ".pt")
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body)
     return Artifact(name=name, key=key, sha256="0" * 64, size=len(body))
 
@@ -617,6 +625,7 @@ def test_a_whole_minute_of_429_is_survived_by_redelivery_exactly_once(
     clock = FakeClock()
     monkeypatch.setattr(bot.notifier, "CLOCK", clock)
     monkeypatch.setattr(bot.notifier, "SLEEP", clock.sleep)
+    on_its_instance(bench, job)
     for ev in (
         JobPhase(job_id=job, seq=1, phase="train", state="started"),
         JobProgress(job_id=job, seq=2, unit="epoch", current=1, total=2, loss=2.0),
@@ -657,6 +666,7 @@ def test_a_whole_minute_of_429_is_survived_by_redelivery_exactly_once(
 
 
 def test_a_delivery_that_finds_a_part_held_by_another_retries_until_it_is_shown(bench: Bench, job: str) -> None:
+    on_its_instance(bench, job)
     for ev in (
         JobPhase(job_id=job, seq=1, phase="upload", state="started"),
         JobFinished(job_id=job, seq=2, artifacts=[put_weights(job, "best", b"w")]),

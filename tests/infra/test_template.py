@@ -118,6 +118,12 @@ def _wildcard_write(sam: dict[str, Any]) -> None:
     statements.append({"Sid": "Everywhere", "Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"})
 
 
+def _instance_writes_every_job(sam: dict[str, Any]) -> None:
+    statements = _resources(sam)["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (own,) = [s for s in statements if s.get("Sid") == "WriteOwnOutputs"]
+    own["Resource"] = {"Fn::Sub": "${ArtifactsBucket.Arn}/jobs/*"}
+
+
 def _function_wildcard_write(sam: dict[str, Any]) -> None:
     policies = _resources(sam)["WatchdogFunction"]["Properties"]["Policies"]
     policies.append({"Statement": [{"Sid": "AnyTable", "Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]})
@@ -142,6 +148,7 @@ def _records_never_expire(sam: dict[str, Any]) -> None:
         (_unversioned_bucket, "ArtifactsBucket: versioning is not Enabled"),
         (_plain_http_allowed, "no bucket policy denies requests without TLS"),
         (_wildcard_write, 'Everywhere allows s3:PutObject on Resource "*"'),
+        (_instance_writes_every_job, "s3:PutObject on {'Fn::Sub': '${ArtifactsBucket.Arn}/jobs/*'} is not below"),
         (_function_wildcard_write, 'AnyTable allows dynamodb:* on Resource "*"'),
         (_records_never_expire, "TimeToLiveSpecification must enable 'expires_at'"),
     ],

@@ -14,7 +14,7 @@ from lambdas import build_cache
 from spotter import layout
 from spotter.events import Artifact, JobBuildReady, UnknownEvent
 from spotter.store import JobsStore
-from tests.spotter.helpers import make_spec, table_definition
+from tests.spotter.helpers import make_spec, outputs_of, record_instances, table_definition
 
 CONTEXT = LambdaContext(function_name="spotter-build-cache")
 TABLE = "jobs"
@@ -31,12 +31,16 @@ class Stack:
         self.store = JobsStore(TABLE)
 
     def job(self, seed: str) -> str:
-        """A job in the table (recipe ultralytics); returns its id."""
-        return self.store.create(make_spec(seed=seed), trigger=seed).job_id
+        """A job in the table (recipe ultralytics) with two attempts launched; returns its id."""
+        job_id = self.store.create(make_spec(seed=seed), trigger=seed).job_id
+        record_instances(self.store, job_id, attempts=2)
+        return job_id
 
-    def upload(self, job_id: str, body: bytes = BUILD, key: str | None = None, sha256: str | None = None) -> Artifact:
-        """What ensure_build leaves under the job's prefix; returns the artifact its event names."""
-        key = key or JobBuildReady.upload_object_key(job_id, "ultralytics", KEY)
+    def upload(
+        self, job_id: str, body: bytes = BUILD, key: str | None = None, sha256: str | None = None, attempt: int = 1
+    ) -> Artifact:
+        """What ensure_build leaves with the attempt's outputs; returns the artifact its event names."""
+        key = key or outputs_of(job_id, attempt).build("ultralytics", KEY)
         digest = sha256 or hashlib.sha256(body).hexdigest()
         self.s3.put_object(
             Bucket=BUCKET, Key=key, Body=body, Metadata={"sha256": digest}, Tagging=layout.kind_tagging("build-offer")
@@ -77,7 +81,7 @@ def _metrics(out: str) -> list[dict[str, Any]]:
 
 def test_a_jobs_build_is_promoted_with_its_sha256_and_builder(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     job = stack.job("a")
-    result = build_cache.handler(_event(job, stack.upload(job), attempt=2), CONTEXT)
+    result = build_cache.handler(_event(job, stack.upload(job, attempt=2), attempt=2), CONTEXT)
 
     assert result["result"] == "promoted"
     assert result["cache_key"] == f"cache/build/ultralytics/{KEY}/build.tar.gz"
@@ -87,7 +91,7 @@ def test_a_jobs_build_is_promoted_with_its_sha256_and_builder(stack: Stack, caps
     # The offer expires with the job's short-lived objects; the cache's copy does not.
     cache_key = JobBuildReady.cache_object_key("ultralytics", KEY)
     assert stack.s3.get_object_tagging(Bucket=BUCKET, Key=cache_key)["TagSet"] == []
-    offer = JobBuildReady.upload_object_key(job, "ultralytics", KEY)
+    offer = outputs_of(job, 2).build("ultralytics", KEY)
     assert stack.s3.get_object_tagging(Bucket=BUCKET, Key=offer)["TagSet"] == [
         {"Key": "spotter:kind", "Value": "build-offer"}
     ]
@@ -124,8 +128,9 @@ def test_an_entry_that_no_longer_matches_its_sha256_is_replaced(stack: Stack) ->
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("another job's upload", "is not where job"),
-        ("a key outside the job's prefix", "is not where job"),
+        ("another job's upload", "is not where attempt 1"),
+        ("another attempt's upload", "is not where attempt 1"),
+        ("a key outside the job's prefix", "is not where attempt 1"),
         ("an unknown job", "no job shapes-nobody"),
         ("another recipe", "runs recipe ultralytics, not darknet"),
         ("bytes that do not hash to the sha256", "do not hash to"),
@@ -140,6 +145,8 @@ def test_what_is_not_this_jobs_verified_build_is_refused(
     recipe = "ultralytics"
     if case == "another job's upload":
         artifact = stack.upload(other)
+    elif case == "another attempt's upload":
+        artifact = stack.upload(job, attempt=2)
     elif case == "a key outside the job's prefix":
         artifact = stack.upload(job, key="models/shapes/yolov8n/best.pt")
     elif case == "an unknown job":
@@ -147,15 +154,13 @@ def test_what_is_not_this_jobs_verified_build_is_refused(
         artifact = stack.upload(job)
     elif case == "another recipe":
         recipe = "darknet"
-        artifact = stack.upload(job, key=JobBuildReady.upload_object_key(job, "darknet", KEY))
+        artifact = stack.upload(job, key=outputs_of(job).build("darknet", KEY))
     elif case == "bytes that do not hash to the sha256":
         artifact = stack.upload(job, sha256=hashlib.sha256(b"something else").hexdigest())
     elif case == "metadata that disagrees with the event":
         artifact = stack.upload(job).model_copy(update={"sha256": "f" * 64})
     else:
-        artifact = Artifact(
-            name="build", key=JobBuildReady.upload_object_key(job, recipe, KEY), sha256="a" * 64, size=1
-        )
+        artifact = Artifact(name="build", key=outputs_of(job).build(recipe, KEY), sha256="a" * 64, size=1)
 
     result = build_cache.handler(_event(job, artifact, recipe=recipe), CONTEXT)
 

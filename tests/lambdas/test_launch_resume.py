@@ -9,7 +9,7 @@ from spotter.spec import RunSpec
 from spotter.status import JobStatus
 from spotter.store import Checkpoint
 from tests.lambdas.stack import BUCKET, Stack
-from tests.spotter.helpers import force_status, make_spec
+from tests.spotter.helpers import force_status, make_spec, outputs_of
 
 SHA = "c" * 64
 
@@ -29,7 +29,7 @@ def _run_spec(stack: Stack, job: str) -> RunSpec:
 
 
 def test_a_relaunch_resumes_from_the_last_checkpoint(stack: Stack) -> None:
-    key = layout.checkpoint(make_spec(seed="resume").job_id, ".pt")
+    key = outputs_of(make_spec(seed="resume").job_id).checkpoint(".pt")
     job = _interrupted(stack, "resume", Checkpoint(key=key, sha256=SHA, size=4096, current=12, attempt=1, at=5.0))
 
     outcome = stack.launcher().launch(job)

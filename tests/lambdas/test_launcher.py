@@ -16,7 +16,7 @@ from spotter.spec import RunSpec
 from spotter.status import JobStatus
 from spotter.store import Checkpoint
 from tests.lambdas.stack import BUCKET, Stack, make_stack
-from tests.spotter.helpers import force_status, make_spec
+from tests.spotter.helpers import force_status, make_spec, outputs_of
 
 CONTEXT = LambdaContext(function_name="spotter-launcher")
 
@@ -86,7 +86,9 @@ def test_job_relaunch_from_the_control_plane_launches_the_next_attempt_resuming(
     spec = make_spec(seed="r")
     stack.store.create(spec, trigger="r")
     force_status(stack.store, spec.job_id, JobStatus.INTERRUPTED, attempt=1)
-    cp = Checkpoint(key=layout.checkpoint(spec.job_id, ".pt"), sha256="d" * 64, size=10, current=3, attempt=1, at=1.0)
+    cp = Checkpoint(
+        key=outputs_of(spec.job_id).checkpoint(".pt"), sha256="d" * 64, size=10, current=3, attempt=1, at=1.0
+    )
     stack.store.record_checkpoint(spec.job_id, 1, cp)
     relaunch = _eventbridge(
         "Job Relaunch", {"job_id": spec.job_id, "attempt": 1, "seq": 0, "at": 2.0}, "spotter.control"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +36,7 @@ from spotter.events import (
 from spotter.models import ModelRegistry
 from spotter.status import JobStatus
 from spotter.store import Checkpoint, JobsStore
-from tests.spotter.helpers import make_spec, table_definition
+from tests.spotter.helpers import ACCOUNT, instance_for, make_spec, outputs_of, table_definition
 
 BUS, BUCKET, SHA = "bus", "bucket", "a" * 64
 
@@ -70,7 +71,7 @@ class World:
                 JobLaunched(
                     job_id=spec.job_id,
                     attempt=n,
-                    instance_id=f"i-{seed}{n}",
+                    instance_id=instance_for(spec.job_id, n),
                     instance_type="g4dn.xlarge",
                     market="spot",
                 )
@@ -114,7 +115,7 @@ def test_each_recorded_change_goes_to_the_notifier_as_job_changed(world: World) 
 def test_an_interruption_with_a_checkpoint_relaunches_at_once_and_says_what_is_resumed(world: World) -> None:
     job = world.running("int")
     world.recorder.record(JobProgress(job_id=job, seq=2, unit="epoch", current=4, total=6))
-    cp = Artifact(name="checkpoint", key=layout.checkpoint(job, ".pt"), sha256=SHA, size=10)
+    cp = Artifact(name="checkpoint", key=outputs_of(job).checkpoint(".pt"), sha256=SHA, size=10)
 
     world.recorder.record(JobInterrupted(job_id=job, seq=3, checkpoint=cp, current=3))
 
@@ -159,7 +160,7 @@ def test_a_cancel_reaches_the_agent_through_its_control_object_and_a_queued_job_
     rec = world.store.get(job)
     assert rec.status is JobStatus.RUNNING and rec.cancel is not None and rec.cancel.by == "U2"
 
-    weights = Artifact(name="last", key=layout.artifact(job, "last", ".pt"), sha256=SHA, size=3)
+    weights = Artifact(name="last", key=outputs_of(job).artifact("last", ".pt"), sha256=SHA, size=3)
     world.recorder.record(JobCancelled(job_id=job, seq=9, artifacts=[weights]))
     rec = world.store.get(job)
     assert rec.status is JobStatus.CANCELLED and [a.name for a in rec.artifacts] == ["last"]
@@ -185,10 +186,34 @@ def test_an_end_recorded_before_the_notifier_could_be_told_is_told_on_redelivery
 
 def test_checkpoints_are_recorded_newest_first(world: World) -> None:
     job = world.running("cp")
-    art = Artifact(name="checkpoint", key="k", sha256=SHA, size=1)
+    art = Artifact(name="checkpoint", key=outputs_of(job).checkpoint(".pt"), sha256=SHA, size=1)
     world.recorder.record(JobCheckpoint(job_id=job, seq=3, artifact=art, current=2, at=200.0))
     world.recorder.record(JobCheckpoint(job_id=job, seq=2, artifact=art, current=1, at=100.0))
     assert world.store.get(job).checkpoint.current == 2  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        lambda job: outputs_of(job, 2).checkpoint(".pt"),  # another attempt's instance
+        lambda job: outputs_of("shapes-other1").checkpoint(".pt"),  # another job's
+        lambda job: "models/shapes/yolov8n/best.pt",  # promoted weights
+    ],
+)
+def test_outputs_the_attempts_instance_did_not_write_are_refused(world: World, elsewhere: Callable[[str], str]) -> None:
+    job = world.running("own")
+    world.control_events()
+    art = Artifact(name="best", key=elsewhere(job), sha256=SHA, size=1)
+    for ev in (
+        JobCheckpoint(job_id=job, seq=2, artifact=art, current=2),
+        JobInterrupted(job_id=job, seq=3, checkpoint=art, current=2),
+        JobFinished(job_id=job, seq=4, artifacts=[art]),
+    ):
+        outcome = world.recorder.record(ev)
+        assert not outcome.changed and outcome.refused and "is not an output of attempt 1's instance" in outcome.refused
+    rec = world.store.get(job)
+    assert rec.status is JobStatus.RUNNING and rec.checkpoint is None and not rec.artifacts
+    assert not world.control_events()
 
 
 # -- EC2 events ---------------------------------------------------------------------------------------------
@@ -250,11 +275,12 @@ def test_an_instance_gone_after_its_agent_ended_the_attempt_is_not_vanished_its_
     world: World,
 ) -> None:
     job, iid = _training_on_a_tagged_instance(world, "slow")
-    best = Artifact(name="best", key=layout.artifact(job, "best", ".pt"), sha256=SHA, size=7)
+    outputs = layout.Outputs(job, layout.instance_arn("aws", "us-east-1", ACCOUNT, iid))
+    best = Artifact(name="best", key=outputs.artifact("best", ".pt"), sha256=SHA, size=7)
     end = JobFinished(job_id=job, seq=40, artifacts=[best])
     # The agent wrote its end before powering off; the bus has not delivered it yet.
     body = json.dumps(to_eventbridge(end)).encode()
-    world.s3.put_object(Bucket=BUCKET, Key=layout.attempt_end(job, 1), Body=body)
+    world.s3.put_object(Bucket=BUCKET, Key=outputs.attempt_end(1), Body=body)
     handler = Ec2Events(world.settings, world.store, Bus(BUS), world.ec2, world.s3)
 
     assert handler.handle(_state_change(iid, "terminated", age=120)) == "ignored"
@@ -321,7 +347,7 @@ def test_a_scheduled_run_that_finishes_is_promoted_with_its_final_scores(world: 
         ExpressionAttributeValues={":s": {"S": "shapes-yolov8n-k3m9"}},
     )
     body = b"weights"
-    key = layout.artifact(job, "best", ".pt")
+    key = outputs_of(job).artifact("best", ".pt")
     world.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
     best = Artifact(name="best", key=key, sha256=hashlib.sha256(body).hexdigest(), size=len(body))
     final = FinalMetrics(map50=0.731, map50_95=0.41, per_class_ap50={"circle": 0.9, "square": 0.56})

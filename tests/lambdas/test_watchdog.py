@@ -16,7 +16,7 @@ from spotter.config import ControlSettings
 from spotter.events import Bus, JobError, JobLaunched, from_eventbridge, to_eventbridge
 from spotter.status import JobStatus
 from spotter.store import Attempt, CancelRequest, JobRecord, JobsStore
-from tests.spotter.helpers import make_spec, table_definition
+from tests.spotter.helpers import ACCOUNT, make_spec, table_definition
 
 NOW = 1_800_000_000.0
 S = ControlSettings(
@@ -205,10 +205,11 @@ def test_a_silent_job_whose_agent_had_ended_it_is_not_failed_its_end_is_publishe
     world: tuple[JobsStore, object, str],
 ) -> None:
     store, ec2, bus = world
-    job_id, _ = _running_on_an_instance(store, ec2, "late")
+    job_id, iid = _running_on_an_instance(store, ec2, "late")
     s3 = boto3.client("s3")
     end = JobError(job_id=job_id, seq=9, phase="train", kind="oom", message="CUDA out of memory")
-    s3.put_object(Bucket=S.bucket, Key=layout.attempt_end(job_id, 1), Body=json.dumps(to_eventbridge(end)))
+    outputs = layout.Outputs(job_id, layout.instance_arn("aws", "us-east-1", ACCOUNT, iid))
+    s3.put_object(Bucket=S.bucket, Key=outputs.attempt_end(1), Body=json.dumps(to_eventbridge(end)))
     sqs = boto3.client("sqs")
     queue = sqs.create_queue(QueueName="agent")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

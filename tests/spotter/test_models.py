@@ -7,11 +7,10 @@ import hashlib
 import boto3
 import pytest
 
-from spotter import layout
 from spotter.events import Artifact
 from spotter.models import ModelRegistry, manifest_key
 from spotter.store import JobRecord, JobsStore
-from tests.spotter.helpers import make_spec
+from tests.spotter.helpers import make_spec, outputs_of
 
 BUCKET = "artifacts"
 
@@ -28,7 +27,7 @@ def _finished(store: JobsStore, registry: ModelRegistry, seed: str) -> tuple[Job
     rec = store.create(spec, trigger=seed)
     arts = []
     for name, body in (("best", f"best of {seed}".encode()), ("last", f"last of {seed}".encode())):
-        key = layout.artifact(rec.job_id, name, ".pt")
+        key = outputs_of(rec.job_id).artifact(name, ".pt")
         registry.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         arts.append(Artifact(name=name, key=key, sha256=hashlib.sha256(body).hexdigest(), size=len(body)))
     return rec, arts
