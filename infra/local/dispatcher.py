@@ -35,17 +35,34 @@ class Dispatcher:
         self._sqs: Any = boto3.client("sqs")
         self._inflight = 0
         self._lock = threading.Lock()
+        self._queues: list[str] = []
 
     def route(self, function_name: str, queue_url: str, handler: Handler) -> None:
         pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix=f"lambda-{function_name}")
         self._pools.append(pool)
+        self._queues.append(queue_url)
         t = threading.Thread(target=self._poll, args=(function_name, queue_url, handler, pool), daemon=True)
         self._threads.append(t)
         t.start()
 
     def idle(self) -> bool:
+        """Nothing is being handled and nothing waits in a queue: an event a handler published is in its
+        queue before the handler returns, and a message being received is counted as not visible."""
         with self._lock:
-            return self._inflight == 0
+            if self._inflight:
+                return False
+        for queue in self._queues:
+            attrs = self._sqs.get_queue_attributes(
+                QueueUrl=queue,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+            if any(int(v) for v in attrs.values()):
+                return False
+        return True
 
     def _poll(self, name: str, queue: str, handler: Handler, pool: ThreadPoolExecutor) -> None:
         while not self._stop.is_set():
