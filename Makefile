@@ -18,7 +18,7 @@ SAM_ENV     := SAM_CLI_TELEMETRY=0
 CHECKOV_VERSION := 3.3.30
 CHECKOV         := $(VENV)/checkov/bin/checkov
 
-.PHONY: demo test check lint types template lock sam checkov lambda-python deploy destroy bench clean
+.PHONY: demo test check lint types template security lock sam checkov lambda-python deploy destroy bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -84,7 +84,14 @@ template: $(VENV)/.dev $(SAM) $(CHECKOV) lambda-python
 	$(SAM_ENV) $(SAM) build
 	$(BIN)/python -m infra.functions verify build/sam --python $(LAMBDA_PYTHON)
 
-check: lint types template test
+# bandit: no finding of medium or high severity in the shipped code (checkov scans the template in `template`);
+# detect-secrets: no credential in any tracked file (a test's fake one carries `pragma: allowlist secret`).
+# tests/e2e/test_secrets.py, in `make test`, checks that a whole run leaves the Slack credentials nowhere.
+security: $(VENV)/.dev
+	$(BIN)/bandit -q -r spotter bot lambdas agent infra bench --severity-level medium
+	git ls-files -z | xargs -0 $(BIN)/detect-secrets-hook --
+
+check: lint types template security test
 
 # What `sam build` runs for each function (template.yaml: Metadata BuildMethod makefile), with ARTIFACTS_DIR set.
 # The first builds the tree under build/functions/, the others hard-link it.

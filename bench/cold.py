@@ -1,7 +1,7 @@
 """One cold start in a fresh interpreter: imports, building the app, one signed `/train` through the handler.
 
 `python -m bench.cold spotter|bare` with the local AWS and the signed event in the environment (the parent,
-bench/__main__.py, sets them). Prints the handler's HTTP status; the parent times the whole process.
+bench/ack.py, sets them). Prints the handler's HTTP status; the parent times the whole process.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ def spotter() -> int:
     return int(bot.app.handler(event, context)["statusCode"])
 
 
-def bare() -> int:
-    """A bolt app with the same imports and the same secret source, answering /train with a bare ack."""
+def bare_handler(creds: dict[str, str] | None = None) -> Any:
+    """A bolt app with the same imports and the same secret source, answering /train with a bare ack: its Lambda
+    handler (`event, context` → response)."""
     import aws_lambda_powertools  # noqa: F401
     import boto3  # noqa: F401
     import pydantic  # noqa: F401
@@ -40,11 +41,7 @@ def bare() -> int:
     from slack_bolt.adapter.aws_lambda.lazy_listener_runner import LambdaLazyListenerRunner
     from slack_bolt.authorization import AuthorizeResult
 
-    from infra.local.invoke import LambdaContext
-
-    if os.environ.get("BENCH_SECRET_FROM") == "env":
-        creds = json.loads(os.environ["BENCH_SECRET_JSON"])
-    else:
+    if creds is None:
         creds = parameters.get_secret(os.environ["SPOTTER_SLACK_SECRET"], transform="json")
     app = App(
         process_before_response=True,
@@ -61,11 +58,17 @@ def bare() -> int:
         pass
 
     app.command("/train")(ack=ack, lazy=[lazy])
-    app.listener_runner.lazy_listener_runner = LambdaLazyListenerRunner(app.logger, _Discard())
     handler = SlackRequestHandler(app)
     app.listener_runner.lazy_listener_runner = LambdaLazyListenerRunner(app.logger, _Discard())
+    return handler.handle
+
+
+def bare() -> int:
+    from infra.local.invoke import LambdaContext
+
+    creds = json.loads(os.environ["BENCH_SECRET_JSON"]) if os.environ.get("BENCH_SECRET_FROM") == "env" else None
     event = json.loads(os.environ["BENCH_EVENT"])
-    return int(handler.handle(event, LambdaContext(function_name="bare"))["statusCode"])
+    return int(bare_handler(creds)(event, LambdaContext(function_name="bare"))["statusCode"])
 
 
 if __name__ == "__main__":

@@ -2,36 +2,51 @@
 
 Each parser reads a 1,000,000-line log made by repeating a real console of its framework (the fixtures named
 in agent/parsers/bench.py). The target is 200,000 lines/s for every framework: a training box prints far
-fewer, and the parser shares the machine with the training it watches.
+fewer, and the parser shares the machine with the training it watches. The baseline is the same lines only split
+into words, on the same machine in the same run.
 
-    python -m bench.parsers
+    python -m bench.parsers          # BENCH_PARSER_LINES=N for fewer (or more) lines
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
+import time
 
 from agent.parsers import FRAMEWORKS
-from agent.parsers.bench import SAMPLES, throughput
+from agent.parsers.bench import SAMPLES, sample_lines, throughput
+from bench.results import Result, at_least, publish
 
 LINES = 1_000_000
 TARGET_LINES_PER_S = 200_000
 
 
-def run(lines: int = LINES) -> dict[str, float]:
-    """Lines per CPU second for each framework, over `lines` lines of its real log repeated."""
-    return {framework: round(throughput(framework, lines)) for framework in FRAMEWORKS}
+def split_rate(framework: str, lines: int) -> float:
+    """Lines per CPU second of the least any reader of the log does: split each line into words."""
+    log = sample_lines(framework, lines)
+    start = time.process_time()
+    for line in log:
+        line.split()
+    return lines / (time.process_time() - start)
+
+
+def run(lines: int = LINES) -> list[Result]:
+    """Each framework's parser, over `lines` lines of its real log repeated, beside the split-only baseline."""
+    return [
+        at_least(
+            f"parser {framework} ({SAMPLES[framework]})",
+            throughput(framework, lines),
+            "lines/s",
+            TARGET_LINES_PER_S,
+            f"split only {split_rate(framework, lines):,.0f} lines/s",
+        )
+        for framework in FRAMEWORKS
+    ]
 
 
 def main() -> int:
-    figures = run()
-    print(f"{'framework':<14} {'log':<28} {'lines/s':>10}   target {TARGET_LINES_PER_S:,}")
-    for framework, rate in figures.items():
-        verdict = "ok" if rate >= TARGET_LINES_PER_S else "BELOW"
-        print(f"{framework:<14} {SAMPLES[framework]:<28} {rate:>10,.0f}   {verdict}")
-    print(json.dumps({"parser_lines_per_s": figures, "lines": LINES}))
-    return 0 if all(rate >= TARGET_LINES_PER_S for rate in figures.values()) else 1
+    return publish(run(int(os.environ.get("BENCH_PARSER_LINES", LINES))))
 
 
 if __name__ == "__main__":

@@ -48,9 +48,9 @@ MANIFEST_URL = "https://<function-url>/slack/events"
 EVENTS_PATH = "slack/events"
 # Where the app's credentials come from when no one should be asked (CI, a script); never from the command line.
 TOKEN_ENV = "SLACK_BOT_TOKEN"
-SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
+SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"  # pragma: allowlist secret
 # Logical ids in template.yaml that deploy and destroy look up in the stack.
-SECRET_RESOURCE = "SlackSecret"
+SECRET_RESOURCE = "SlackSecret"  # pragma: allowlist secret
 BUCKET_RESOURCE = "ArtifactsBucket"
 PROFILE_RESOURCE = "InstanceProfile"
 NETWORK_PARAMETERS = ("VpcId", "SubnetIds")

@@ -11,14 +11,13 @@ import json
 import os
 import posixpath
 import shutil
-import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from agent.datasets.formats import FormatError, Tree, coco_categories, split_word
+from agent.datasets.formats import FormatError, Tree, coco_categories, parse_xml, split_word
 from agent.datasets.images import ImageError, image_size, is_image
 from agent.datasets.manifest import Description, SplitName, safe_path
 from agent.plan import Layout
@@ -154,10 +153,7 @@ class VocFile:
 
 
 def parse_voc(text: str | bytes, where: str) -> VocFile:
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as e:
-        raise FormatError(f"{where} is not valid XML: {e}") from None
+    root = parse_xml(text, where)
     try:
         width = int(float(root.findtext("size/width") or 0))
         height = int(float(root.findtext("size/height") or 0))

@@ -159,7 +159,7 @@ class MotoServer:
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
         }

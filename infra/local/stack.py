@@ -164,7 +164,10 @@ class LocalStack:
         self.moto = MotoServer(self.faults).start()
         os.environ.update(self.moto.environ())
         reset_clients()
-        self.slack = SlackStandIn(on_call=self.emit, usergroups=self._usergroups).start()
+        # Credentials new for every stack, like a real workspace's: a test can look for them in everything it left.
+        self.slack = SlackStandIn(
+            on_call=self.emit, usergroups=self._usergroups, bot_token=f"xoxb-{secrets.token_hex(12)}"
+        ).start()
         self.signing_secret = secrets.token_hex(16)
         self.resources: Resources = provision(
             {"bot_token": self.slack.bot_token, "signing_secret": self.signing_secret}, parameters=self._parameters

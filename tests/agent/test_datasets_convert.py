@@ -26,7 +26,7 @@ from agent.datasets.convert import (
     write,
     yolo_text,
 )
-from agent.datasets.formats import FormatError, Tree, describe, detect_format, parse_data_yaml
+from agent.datasets.formats import FormatError, Tree, describe, detect_format, parse_data_yaml, voc_names
 from agent.datasets.images import ImageError, image_size
 from agent.datasets.manifest import FileEntry, Manifest
 
@@ -286,6 +286,25 @@ def test_voc_without_a_size_or_a_box() -> None:
         parse_voc("<annotation><object><name>boat</name></object></annotation>", "a.xml")
     with pytest.raises(FormatError, match=r"b\.xml is not valid XML"):
         parse_voc("<annotation>", "b.xml")
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        # an entity that expands a billion times
+        '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY l0 "ha"><!ENTITY l1 "&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;">'
+        '<!ENTITY l2 "&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;">]><annotation><filename>&l2;</filename></annotation>',
+        # an entity that reads a file on the instance
+        '<!doctype annotation [<!entity x SYSTEM "file:///etc/passwd">]><annotation><filename>&x;</filename>'
+        "</annotation>",
+    ],
+)
+def test_voc_with_a_dtd_is_refused_before_it_is_parsed(xml: str, tmp_path: Path) -> None:
+    with pytest.raises(FormatError, match=r"a\.xml declares a DTD or entities"):
+        parse_voc(xml, "a.xml")
+    (tmp_path / "a.xml").write_text(xml)
+    with pytest.raises(FormatError, match=r"a\.xml declares a DTD"):
+        voc_names(Tree(tmp_path, ["a.xml"]), ["a.xml"])
 
 
 def test_yolo_to_coco_numbers() -> None:

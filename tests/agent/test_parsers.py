@@ -798,5 +798,5 @@ def test_make_bench_reports_every_framework() -> None:
     from bench.parsers import run
 
     figures = run(lines=2000)
-    assert list(figures) == list(FRAMEWORKS)
-    assert all(rate > 0 for rate in figures.values())
+    assert [r.name.split()[1] for r in figures] == list(FRAMEWORKS)
+    assert all(r.value > 0 and r.unit == "lines/s" and r.baseline for r in figures)

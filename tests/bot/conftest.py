@@ -37,7 +37,7 @@ from tests.spotter.helpers import table_definition
 EVENTS = Path(__file__).parent / "events"
 SAMPLE_INSTANCE = "i-0123456789abcdef0"  # the job_launched sample's
 FUNCTION = "spotter-slack"
-TABLE, BUCKET, BUS, SECRET = "spotter-jobs", "spotter-artifacts", "spotter", "spotter/slack"
+TABLE, BUCKET, BUS, SECRET = "spotter-jobs", "spotter-artifacts", "spotter", "spotter/slack"  # pragma: allowlist secret
 TEAM, CHANNEL, USER = "T0SPOTTER", "C0TRAINING", "U0ALICE"
 BOT_TOKEN = f"xoxb-test-{secrets.token_hex(12)}"
 SIGNING_SECRET = secrets.token_hex(16)

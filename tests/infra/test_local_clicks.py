@@ -29,7 +29,7 @@ from infra.local.scenario import ButtonName
 from infra.local.slack import SlackStandIn
 from infra.local.slash import new_trigger_id, retry_headers, signed_event, slash_body
 
-SECRET = "local-signing-secret"
+SECRET = "local-signing-secret"  # pragma: allowlist secret
 CHANNEL = "C0TRAINING"
 USER = "U0ALICE"
 TEAM = "T0SPOTTER"

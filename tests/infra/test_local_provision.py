@@ -28,7 +28,7 @@ from infra.local.faults import Faults
 from infra.local.provision import NOTHING_TO_STAND_UP, ProvisionError, Resolver, lifecycle_rule
 from infra.sam import translate
 
-CREDS = {"bot_token": "xoxb-test", "signing_secret": "s3cr3t"}
+CREDS = {"bot_token": "xoxb-test", "signing_secret": "s3cr3t"}  # pragma: allowlist secret
 STACK = "spotter-test"
 
 

@@ -156,7 +156,7 @@ def host(aws: str, tmp_path: Path) -> Host:
         "SPOTTER_HOME": str(tmp_path / "spotter"),
         "AWS_ENDPOINT_URL": aws,
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret
         "AWS_EC2_METADATA_DISABLED": "true",
         # Not /opt/pytorch/bin/python: whatever this machine has there, the image here has no framework Python.
         "SPOTTER_FRAMEWORK_PYTHON": str(tmp_path / "no-framework" / "python"),

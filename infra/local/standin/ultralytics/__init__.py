@@ -45,7 +45,7 @@ MAGIC = b"PK-standin\n"
 # What `train(resume=True)` may change of the checkpoint's arguments (the real trainer's list).
 RESUME_OVERRIDES = ("imgsz", "batch", "device", "close_mosaic")
 # Paths as the recording printed them, replaced by the ones this run uses (text, never opened).
-REC_DATA, REC_PROJECT, REC_SAVE_DIR = "/tmp/shapes", "/tmp/runs", "/tmp/runs/train"  # noqa: S108
+REC_DATA, REC_PROJECT, REC_SAVE_DIR = "/tmp/shapes", "/tmp/runs", "/tmp/runs/train"  # noqa: S108  # nosec B108
 _TRAINER_ARG = re.compile(r"(?<=[ m])(\w+)=([^,]*)")
 
 
