@@ -1,5 +1,5 @@
 """`make bench`: every benchmark, each in a fresh interpreter (each brings up its own local stack), then one table of
-every figure with its target and its baseline, and the fault matrix; both are written to bench/results.json.
+every figure with its target and its baseline (and a fault matrix, where a benchmark reports one); both are written to bench/results.json.
 
     python -m bench                 # all of them
     python -m bench ack parsers     # some of them (the module names below)
@@ -20,9 +20,8 @@ from pathlib import Path
 from bench.results import RESULTS_ENV, Result, gather, table
 
 RESULTS_FILE = Path(__file__).resolve().parent / "results.json"
-# In the order the table shows them: the Slack ack, the agent on the box, the job's latencies, the control plane,
-# then load and the fault matrix.
-BENCHES = ("ack", "parsers", "agent", "latency", "spot", "slack_api", "listing", "load", "faults")
+# In the order the table shows them: the Slack ack, the agent on the box, the job's latencies, the control plane.
+BENCHES = ("ack", "parsers", "spot", "slack_api", "listing")
 
 
 def _fault_table(rows: list[dict[str, object]]) -> str:

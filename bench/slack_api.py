@@ -94,14 +94,14 @@ def _events(profile: Profile, job_id: str, start: float, rng: random.Random) -> 
         seq += 1
         out.append((t, cls(job_id=job_id, attempt=1, seq=seq, at=t, **fields)))
 
-    outputs = layout.Outputs(job_id, layout.instance_arn("aws", "us-east-1", "123456789012", "i-0bench0000000001"))
+    outputs = layout.Outputs(job_id, layout.instance_arn("aws", "us-east-1", "123456789012", "i-0be0c00000000001"))
 
     def artifact(name: str, suffix: str) -> Artifact:
         key = outputs.artifact(name, suffix)
         return Artifact(name=name, key=key, sha256=rng.randbytes(32).hex(), size=6_200_000)
 
     t = start + 40.0
-    at(t, JobLaunched, instance_id="i-0bench0000000001", instance_type="g4dn.xlarge", market="spot",
+    at(t, JobLaunched, instance_id="i-0be0c00000000001", instance_type="g4dn.xlarge", market="spot",
        availability_zone="us-east-1b", price_usd_hour=0.1841)  # fmt: skip
     for phase, seconds in (("install", 90.0), ("data", 60.0)):
         at(t, JobPhase, phase=phase, state="started")
